@@ -1,0 +1,228 @@
+"""Tests for evaluators/throughput.py: params, MACs, throughput report, sampling cost, errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from evaluators.throughput import (
+    DTYPES,
+    ThroughputReport,
+    count_macs,
+    count_params,
+    measure_sampling,
+    measure_throughput,
+    resolve_device,
+    sampling_cost,
+)
+from nas.errors import ConfigError
+
+SHAPE = (4, 8, 8)
+
+
+class TinyDenoiser(nn.Module):
+    """conv3x3 (c -> hidden) + time linear + conv3x3 (hidden -> c); signature forward(x, t)."""
+
+    def __init__(self, channels: int = 4, hidden: int = 8) -> None:
+        super().__init__()
+        self.conv_in = nn.Conv2d(channels, hidden, 3, padding=1)
+        self.time = nn.Linear(1, hidden)
+        self.norm = nn.GroupNorm(2, hidden)
+        self.drop = nn.Dropout(0.1)
+        self.conv_out = nn.Conv2d(hidden, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(x)  # (B, hidden, H, W)
+        h = h + self.time(t.float()[:, None])[:, :, None, None]  # broadcast (B, hidden, 1, 1)
+        return self.conv_out(self.drop(torch.relu(self.norm(h))))
+
+
+class CallCounter(nn.Module):
+    """Wraps a denoiser and records the batch size of every forward call."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.batches: list[int] = []
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        assert t.shape == (x.shape[0],)
+        self.batches.append(x.shape[0])
+        return self.inner(x, t)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+def test_count_params_is_numel_sum() -> None:
+    model = TinyDenoiser()
+    expected = (4 * 8 * 9 + 8) + (1 * 8 + 8) + (8 + 8) + (8 * 4 * 9 + 4)
+    assert count_params(model) == expected == sum(p.numel() for p in model.parameters())
+
+
+def test_count_params_counts_shared_parameter_once() -> None:
+    lin = nn.Linear(4, 4)
+    assert count_params(nn.Sequential(lin, lin)) == 20
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_count_macs_matches_analytic_count(batch_size: int) -> None:
+    c, h, w = SHAPE
+    hidden = 8
+    # two 3x3 convolutions at full resolution plus the 1 -> hidden time linear, per image
+    expected = c * hidden * 9 * h * w + hidden * c * 9 * h * w + 1 * hidden
+    assert count_macs(TinyDenoiser(), input_shape=SHAPE, batch_size=batch_size) == expected
+
+
+def test_count_macs_single_conv_and_meta_device() -> None:
+    class Conv(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 5, 3, padding=1, bias=False)
+
+        def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.conv(x)
+
+    assert count_macs(Conv(), input_shape=(3, 6, 10)) == 3 * 5 * 9 * 6 * 10
+    # counting needs no real computation: the same model on the meta device gives the same count
+    assert count_macs(Conv().to("meta"), input_shape=(3, 6, 10)) == 3 * 5 * 9 * 6 * 10
+
+
+def test_count_macs_restores_training_flag() -> None:
+    model = TinyDenoiser().train()
+    count_macs(model, input_shape=SHAPE)
+    assert all(m.training for m in model.modules())
+
+
+def test_report_fields_and_repeats_honoured() -> None:
+    model = CallCounter(TinyDenoiser())
+    report = measure_throughput(model, input_shape=SHAPE, batch_size=4, device="cpu",
+                                repeats=5, warmup=2, min_time_s=0.0)
+    assert isinstance(report, ThroughputReport)
+    assert report.iters_per_repeat == report.latency_iters_per_repeat == 1
+    # warm-up then repeats at batch 4, then the same at batch 1 for latency
+    assert model.batches == [4] * (2 + 5) + [1] * (2 + 5)
+    lo, hi = report.images_per_s_spread
+    assert 0 < lo <= report.images_per_s <= hi
+    lo, hi = report.latency_ms_spread
+    assert 0 < lo <= report.latency_ms <= hi
+    assert report.peak_mem_mb is None  # not measurable per network on CPU (documented)
+    assert (report.device, report.dtype, report.batch_size, report.repeats) == ("cpu", "float32", 4, 5)
+    assert report.input_shape == SHAPE and report.spread == "min_max"
+    assert report.seconds_per_evaluation == pytest.approx(4 / report.images_per_s)
+    data = report.to_dict()
+    assert set(data) == {f for f in ThroughputReport.__dataclass_fields__}
+    assert isinstance(data["images_per_s_spread"], list)
+
+
+def test_min_time_makes_repeats_run_several_forwards() -> None:
+    model = CallCounter(TinyDenoiser())
+    report = measure_throughput(model, input_shape=SHAPE, batch_size=1, device="cpu",
+                                repeats=3, warmup=1, min_time_s=0.02)
+    assert report.iters_per_repeat > 1  # a tiny net forward takes far less than 20 ms
+    # batch 1: the throughput run doubles as the latency run
+    assert len(model.batches) == 1 + 3 * report.iters_per_repeat
+    assert report.latency_ms == pytest.approx(1000.0 / report.images_per_s)
+
+
+def test_training_flags_restored_and_eval_used() -> None:
+    seen: list[bool] = []
+    model = TinyDenoiser().train()
+    model.norm.eval()  # a mixed state must come back exactly
+    model.register_forward_pre_hook(lambda mod, args: seen.append(mod.training))
+    measure_throughput(model, input_shape=SHAPE, batch_size=2, device="cpu", repeats=2,
+                       warmup=1, min_time_s=0.0)
+    assert seen and not any(seen)
+    assert model.training and model.conv_in.training and not model.norm.training
+    assert all(p.device.type == "cpu" and p.requires_grad for p in model.parameters())
+
+
+def test_bfloat16_autocast_on_cpu() -> None:
+    dtypes: list[torch.dtype] = []
+    model = TinyDenoiser()
+    model.conv_out.register_forward_hook(lambda mod, args, out: dtypes.append(out.dtype))
+    report = measure_throughput(model, input_shape=SHAPE, batch_size=2, device="cpu",
+                                dtype="bfloat16", repeats=2, warmup=1, min_time_s=0.0)
+    assert report.dtype == "bfloat16" and report.images_per_s > 0
+    assert set(dtypes) == {torch.bfloat16}
+    assert model.conv_out.weight.dtype == torch.float32  # autocast leaves weights alone
+
+
+def test_sampling_cost_arithmetic() -> None:
+    report = ThroughputReport(
+        images_per_s=200.0, images_per_s_spread=(150.0, 250.0), latency_ms=4.0,
+        latency_ms_spread=(3.0, 5.0), peak_mem_mb=None, device="cpu", device_name="x",
+        dtype="float32", batch_size=8, input_shape=SHAPE, repeats=5, warmup=2,
+        iters_per_repeat=1, latency_iters_per_repeat=1)
+    cost = sampling_cost(report, steps=10)
+    assert cost["seconds_per_batch"] == pytest.approx(10 * 8 / 200.0)
+    assert cost["seconds_per_image"] == pytest.approx(10 / 200.0)
+    assert cost["images_per_s"] == pytest.approx(20.0)
+    assert cost["latency_s"] == pytest.approx(0.04)
+    assert cost["steps"] == 10 and cost["batch_size"] == 8
+    with pytest.raises(ConfigError, match="steps"):
+        sampling_cost(report, steps=0)
+
+
+def test_measure_sampling_runs_steps_evaluations_per_loop() -> None:
+    model = CallCounter(TinyDenoiser().train())
+    out = measure_sampling(model, input_shape=SHAPE, batch_size=2, steps=4, device="cpu",
+                           repeats=2, warmup=1)
+    assert model.batches == [2] * ((1 + 2) * 4)
+    lo, hi = out["seconds_per_batch_spread"]
+    assert 0 < lo <= out["seconds_per_batch"] <= hi
+    assert out["images_per_s"] == pytest.approx(2 / out["seconds_per_batch"])
+    assert model.training
+
+
+@pytest.mark.parametrize("dtype", ["float16", "fp32", "bf16"])
+def test_bad_dtype_lists_valid(dtype: str) -> None:
+    with pytest.raises(ConfigError, match="float32") as err:
+        measure_throughput(TinyDenoiser(), input_shape=SHAPE, batch_size=1, device="cpu", dtype=dtype)
+    assert err.value.key == "dtype" and all(name in str(err.value) for name in DTYPES)
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "mps", ""])
+def test_bad_device_lists_valid(device: str) -> None:
+    with pytest.raises(ConfigError, match=r"\['cpu', 'cuda'\]") as err:
+        resolve_device(device)
+    assert err.value.key == "device"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_unavailable_is_a_config_error() -> None:
+    model = TinyDenoiser()
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        measure_throughput(model, input_shape=SHAPE, batch_size=1, device="cuda")
+    assert all(p.device.type == "cpu" for p in model.parameters())
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"input_shape": (4, 8)}, {"batch_size": 0}, {"repeats": 0}, {"warmup": -1}, {"min_time_s": -1.0},
+])
+def test_bad_sizes_are_config_errors(kwargs: dict) -> None:
+    args = {"input_shape": SHAPE, "batch_size": 1, "device": "cpu", **kwargs}
+    with pytest.raises(ConfigError):
+        measure_throughput(TinyDenoiser(), **args)
+
+
+def test_tiny_unet_if_builder_exists() -> None:
+    unet = pytest.importorskip("nas.unet")
+    from nas.spec import LevelSpec, UNetSpec
+
+    spec = UNetSpec(image_size=8, in_channels=1, base_channels=8, norm_groups=2, head_channels=8,
+                    levels=(LevelSpec(channel_mult=1, blocks=1, decoder_blocks=1),
+                            LevelSpec(channel_mult=2, blocks=1, decoder_blocks=1)))
+    model = unet.build_unet(spec)
+    shape = (1, 8, 8)
+    assert count_params(model) == sum(p.numel() for p in model.parameters())
+    macs = count_macs(model, input_shape=shape)
+    assert macs > 0 and math.isfinite(macs)
+    report = measure_throughput(model, input_shape=shape, batch_size=2, device="cpu", repeats=2,
+                                warmup=1, min_time_s=0.0)
+    assert report.images_per_s > 0 and report.latency_ms > 0
