@@ -135,7 +135,8 @@ class UNetSpec:
         base_channels: width unit; level ``i`` has ``base_channels * channel_mult`` channels.
         levels: one :class:`LevelSpec` per resolution, highest resolution first.
         mid_attention: attention type at the bottleneck, between its two blocks.
-        head_channels: channels per attention head (ADM found a fixed width per head best).
+        head_channels: channels per attention head (ADM found a fixed width per head best);
+            a layer narrower than this has one head.
         expansion: inverted-residual expansion ratio.
         se_reduction: squeeze-excitation reduction ratio.
         skip_fusion: how a decoder block merges its skip: ``concat`` or ``add``.
@@ -203,7 +204,7 @@ class UNetSpec:
                     f"channel_mult {self.levels[i].channel_mult}), not divisible by "
                     f"norm_groups {self.norm_groups}", key=f"levels[{i}].channel_mult")
         for i, width in self._attention_widths():
-            if width % self.head_channels:
+            if width > self.head_channels and width % self.head_channels:
                 where = "mid_attention" if i is None else f"levels[{i}].attention"
                 raise ConfigError(
                     f"{width} channels are not divisible by head_channels {self.head_channels}",
@@ -223,6 +224,11 @@ class UNetSpec:
     def level_channels(self) -> tuple[int, ...]:
         """Channels at each level, highest resolution first."""
         return tuple(self.base_channels * lv.channel_mult for lv in self.levels)
+
+    def attention_heads(self, width: int) -> int:
+        """Heads of an attention layer over ``width`` channels: ``width // head_channels``, and
+        one head of the whole width when the layer is narrower than ``head_channels``."""
+        return max(1, width // self.head_channels)
 
     @property
     def out_channels(self) -> int:

@@ -1,0 +1,118 @@
+"""`Budget`: how much compute the proxy evaluator spends on one candidate.
+
+A search space names several budgets (``smoke``, ``cpu``, ``gpu`` by default); ``--budget``
+picks one.  Every candidate of a study is trained under the same budget so that their scores
+are comparable (DESIGN.md, "Metric definitions").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any
+
+from nas.errors import ConfigError, close_match_hint
+
+__all__ = ["Budget", "DEFAULT_BUDGETS", "parse_budget"]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The fixed training-and-scoring recipe for one candidate.
+
+    Args:
+        steps: optimiser steps of brief training.
+        batch_size: images per step.
+        fid_samples: generated images scored by the FID proxy (and the real-vs-real floor).
+        sample_steps: DDIM steps used to generate them.
+        lr: peak AdamW learning rate, reached after ``warmup_steps``.
+        warmup_steps: linear warm-up length; 0 disables it.
+        weight_decay: AdamW weight decay.
+        grad_clip: global gradient-norm clip.
+        ema_decay: EMA of the weights used for scoring (0 scores the raw weights).
+        rungs: fractions of ``steps`` at which the held-out loss is reported to a hook that may
+            stop the run early (multi-objective early stopping, ASHA under Ray).
+        val_images: held-out images in the validation loss.
+        val_timesteps: size of the fixed timestep grid of the validation loss.
+        throughput_batch: batch size of the throughput measurement.
+        time_limit_s: wall-clock cap of one evaluation; past it the candidate is ``timeout``.
+    """
+
+    steps: int = 150
+    batch_size: int = 32
+    fid_samples: int = 256
+    sample_steps: int = 10
+    lr: float = 2e-3
+    warmup_steps: int = 20
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.99
+    rungs: tuple[float, ...] = (0.25, 0.5)
+    val_images: int = 128
+    val_timesteps: int = 8
+    throughput_batch: int = 32
+    time_limit_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "rungs":
+                if isinstance(value, list):
+                    value = tuple(value)
+                    object.__setattr__(self, "rungs", value)
+                if not isinstance(value, tuple) or not all(
+                    isinstance(r, (int, float)) and not isinstance(r, bool) and 0 < r < 1 for r in value
+                ):
+                    raise ConfigError(f"expected a list of fractions in (0, 1), got {value!r}", key="rungs")
+                if list(value) != sorted(set(value)):
+                    raise ConfigError(f"expected increasing fractions, got {list(value)!r}", key="rungs")
+                continue
+            expected = int if isinstance(f.default, int) else float
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if expected is int:
+                ok = ok and isinstance(value, int)
+            if not ok:
+                raise ConfigError(f"expected {expected.__name__}, got {value!r}", key=f.name)
+            if value < 0 or (value == 0 and f.name in {"steps", "batch_size", "sample_steps",
+                                                       "val_images", "val_timesteps",
+                                                       "throughput_batch", "time_limit_s"}):
+                raise ConfigError(f"expected a positive value, got {value!r}", key=f.name)
+        if self.ema_decay >= 1:
+            raise ConfigError(f"expected a value below 1, got {self.ema_decay!r}", key="ema_decay")
+        if self.fid_samples == 1:
+            raise ConfigError("expected 0 (no FID proxy) or at least 2 samples, got 1", key="fid_samples")
+
+    def scaled(self, fraction: float) -> Budget:
+        """The same recipe with ``fraction`` of the training steps (warm-up scaled too)."""
+        steps = max(1, round(self.steps * fraction))
+        warmup = min(round(self.warmup_steps * fraction), steps - 1)
+        return dataclasses.replace(self, steps=steps, warmup_steps=max(warmup, 0))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as stored with results."""
+        data = dataclasses.asdict(self)
+        data["rungs"] = list(self.rungs)
+        return data
+
+
+def parse_budget(data: Any, *, base: Budget | None = None) -> Budget:
+    """Budget from a mapping; keys not given keep ``base``'s (or the default) values."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping of budget fields, got {data!r}")
+    valid = [f.name for f in fields(Budget)]
+    for key in data:
+        if key not in valid:
+            raise ConfigError(f"unknown key{close_match_hint(key, valid)}; valid keys are {valid}", key=key)
+    return dataclasses.replace(base or Budget(), **data)
+
+
+# Sized so that: smoke checks plumbing in seconds; cpu fits ~1 minute per candidate on 2 cores;
+# gpu is a real proxy on one modern GPU.
+DEFAULT_BUDGETS: dict[str, Budget] = {
+    "smoke": Budget(steps=4, batch_size=8, fid_samples=32, sample_steps=4, warmup_steps=1,
+                    val_images=32, val_timesteps=4, throughput_batch=8, time_limit_s=120.0),
+    "cpu": Budget(),
+    "gpu": Budget(steps=3000, batch_size=128, fid_samples=2048, sample_steps=25, lr=1e-3,
+                  warmup_steps=200, ema_decay=0.999, val_images=1000, val_timesteps=10,
+                  throughput_batch=128, time_limit_s=1800.0),
+}

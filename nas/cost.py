@@ -1,0 +1,42 @@
+"""Static costs of an architecture, known before any training: parameters and MACs.
+
+Both are computed on PyTorch's ``meta`` device, so no memory is allocated and no arithmetic
+runs; the search's cheap gate and the space validator use them to reject candidates at no
+training cost.  MACs are counted with ``torch.utils.flop_counter`` (FLOPs / 2).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from nas.spec import UNetSpec
+
+__all__ = ["count_macs", "static_costs"]
+
+
+@functools.lru_cache(maxsize=4096)
+def count_macs(spec: UNetSpec) -> int:
+    """Multiply-accumulates of one denoiser evaluation of one image (batch 1)."""
+    from nas.unet import build_unet
+
+    with torch.device("meta"):
+        model = build_unet(spec)
+        x = torch.zeros(1, spec.in_channels, spec.image_size, spec.image_size)
+        t = torch.zeros(1, dtype=torch.long)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(x, t)
+    return counter.get_total_flops() // 2
+
+
+def static_costs(spec: UNetSpec, *, needs: set[str] | None = None) -> dict[str, float]:
+    """``params`` always; ``macs`` when ``needs`` is None or names ``max_macs``/``macs``."""
+    from nas.unet import count_parameters
+
+    costs: dict[str, float] = {"params": float(count_parameters(spec))}
+    if needs is None or needs & {"max_macs", "macs"}:
+        costs["macs"] = float(count_macs(spec))
+    return costs
