@@ -157,10 +157,24 @@ def _evaluating(model: nn.Module, device: torch.device) -> Iterator[None]:
             module.training = training
 
 
+@contextlib.contextmanager
+def _cpu_threads(num_threads: int | None) -> Iterator[None]:
+    """Temporarily set torch's intra-op CPU threads (None leaves them as they are)."""
+    if num_threads is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+    return platform.processor() or platform.machine()
 
 
 # ----- static cost ------------------------------------------------------------------------------
@@ -223,7 +237,8 @@ class ThroughputReport:
     medians.  ``peak_mem_mb`` is MiB (2**20 bytes) of CUDA memory allocated at the peak of the
     batch-``B`` runs, weights and inputs included; ``None`` on CPU, where the process-wide
     resident-set peak (``resource.getrusage``) never decreases and so cannot attribute memory to
-    one network.
+    one network.  ``num_threads`` is torch's intra-op CPU thread count during a CPU measurement
+    (``None`` on CUDA).
     """
 
     images_per_s: float
@@ -240,6 +255,7 @@ class ThroughputReport:
     warmup: int
     iters_per_repeat: int
     latency_iters_per_repeat: int
+    num_threads: int | None
     torch_version: str = torch.__version__
     spread: str = "min_max"
 
@@ -263,6 +279,7 @@ def measure_throughput(
     repeats: int = 5,
     warmup: int = 2,
     min_time_s: float = 0.01,
+    num_threads: int | None = None,
 ) -> ThroughputReport:
     """Measure images/s of one denoiser evaluation at ``batch_size`` and latency at batch 1.
 
@@ -274,6 +291,11 @@ def measure_throughput(
     timed region and ``time.perf_counter``; a repeat makes as many calls as needed to last
     ``min_time_s`` (see :func:`_repeat_times`; ``iters_per_repeat`` records it).  At batch 1 the
     batch-``B`` measurement is reused as the latency.
+
+    On CPU, ``num_threads`` sets torch's intra-op threads for the measurement (restored after).
+    Give it whenever the CPU is shared, e.g. by parallel Ray trials: torch's default of one
+    thread per core oversubscribes a busy machine, and on a loaded 2-core box that made a tiny
+    net ~25x slower at batch 1 than with one thread.
 
     Call count: ``warmup + repeats * iters_per_repeat`` forwards at batch ``B`` plus, when
     ``B > 1``, ``warmup + repeats * latency_iters_per_repeat`` at batch 1.
@@ -289,8 +311,12 @@ def measure_throughput(
     _check_positive("warmup", warmup, minimum=0)
     if not isinstance(min_time_s, (int, float)) or min_time_s < 0:
         raise ConfigError(f"expected a number >= 0, got {min_time_s!r}", key="min_time_s")
+    if num_threads is not None:
+        _check_positive("num_threads", num_threads)
 
-    with _evaluating(model, dev), torch.inference_mode(), _autocast(dev, torch_dtype):
+    with (_cpu_threads(num_threads), _evaluating(model, dev), torch.inference_mode(),
+          _autocast(dev, torch_dtype)):
+        threads = torch.get_num_threads() if dev.type == "cpu" else None
         x, t = _example_inputs(shape, batch_size, dev)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
@@ -321,6 +347,7 @@ def measure_throughput(
         warmup=warmup,
         iters_per_repeat=iters,
         latency_iters_per_repeat=lat_iters,
+        num_threads=threads,
     )
 
 
@@ -354,6 +381,7 @@ def measure_sampling(
     dtype: str = "float32",
     repeats: int = 3,
     warmup: int = 1,
+    num_threads: int | None = None,
 ) -> dict[str, Any]:
     """Time a full ``steps``-evaluation sampling loop directly (worth it only when cheap).
 
@@ -361,8 +389,8 @@ def measure_sampling(
     DDIM update with the same data dependency and one element-wise op), so the measurement
     includes per-step launch and dependency overheads that :func:`sampling_cost` leaves out.
     ``warmup`` untimed loops precede ``repeats`` timed ones; ``(warmup + repeats) * steps``
-    forwards in total.  Returns medians and ``(min, max)`` spreads in the :func:`sampling_cost`
-    keys.
+    forwards in total; ``num_threads`` as in :func:`measure_throughput`.  Returns medians and
+    ``(min, max)`` spreads in the :func:`sampling_cost` keys.
     """
     dev = resolve_device(device)
     torch_dtype = _resolve_dtype(dtype)
@@ -370,9 +398,12 @@ def measure_sampling(
     for name, value in (("batch_size", batch_size), ("steps", steps), ("repeats", repeats)):
         _check_positive(name, value)
     _check_positive("warmup", warmup, minimum=0)
+    if num_threads is not None:
+        _check_positive("num_threads", num_threads)
     channels = shape[0]
 
-    with _evaluating(model, dev), torch.inference_mode(), _autocast(dev, torch_dtype):
+    with (_cpu_threads(num_threads), _evaluating(model, dev), torch.inference_mode(),
+          _autocast(dev, torch_dtype)):
         x0, t = _example_inputs(shape, batch_size, dev)
 
         def sample() -> torch.Tensor:
@@ -383,6 +414,7 @@ def measure_sampling(
             return x
 
         times, _ = _repeat_times(sample, dev, warmup=warmup, repeats=repeats, min_time_s=0.0)
+        threads = torch.get_num_threads() if dev.type == "cpu" else None
 
     seconds = statistics.median(times)
     return {
@@ -395,5 +427,6 @@ def measure_sampling(
         "device": str(dev),
         "dtype": dtype,
         "repeats": repeats,
+        "num_threads": threads,
         "method": "measured chained loop",
     }

@@ -121,12 +121,17 @@ def test_report_fields_and_repeats_honoured() -> None:
 
 
 def test_min_time_makes_repeats_run_several_forwards() -> None:
-    model = CallCounter(TinyDenoiser())
+    class Cheap(nn.Module):  # microseconds per call, far below min_time_s even on a busy machine
+        def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return x * 0.5
+
+    model = CallCounter(Cheap())
     report = measure_throughput(model, input_shape=SHAPE, batch_size=1, device="cpu",
-                                repeats=3, warmup=1, min_time_s=0.02)
-    assert report.iters_per_repeat > 1  # a tiny net forward takes far less than 20 ms
+                                repeats=3, warmup=1, min_time_s=0.05, num_threads=1)
+    assert report.iters_per_repeat > 1
     # batch 1: the throughput run doubles as the latency run
     assert len(model.batches) == 1 + 3 * report.iters_per_repeat
+    assert report.latency_iters_per_repeat == report.iters_per_repeat
     assert report.latency_ms == pytest.approx(1000.0 / report.images_per_s)
 
 
@@ -140,6 +145,17 @@ def test_training_flags_restored_and_eval_used() -> None:
     assert seen and not any(seen)
     assert model.training and model.conv_in.training and not model.norm.training
     assert all(p.device.type == "cpu" and p.requires_grad for p in model.parameters())
+
+
+def test_num_threads_applied_and_restored() -> None:
+    seen: list[int] = []
+    model = TinyDenoiser()
+    model.register_forward_pre_hook(lambda mod, args: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    report = measure_throughput(model, input_shape=SHAPE, batch_size=1, device="cpu", repeats=2,
+                                warmup=1, min_time_s=0.0, num_threads=1)
+    assert report.num_threads == 1 and set(seen) == {1}
+    assert torch.get_num_threads() == before
 
 
 def test_bfloat16_autocast_on_cpu() -> None:
@@ -158,7 +174,7 @@ def test_sampling_cost_arithmetic() -> None:
         images_per_s=200.0, images_per_s_spread=(150.0, 250.0), latency_ms=4.0,
         latency_ms_spread=(3.0, 5.0), peak_mem_mb=None, device="cpu", device_name="x",
         dtype="float32", batch_size=8, input_shape=SHAPE, repeats=5, warmup=2,
-        iters_per_repeat=1, latency_iters_per_repeat=1)
+        iters_per_repeat=1, latency_iters_per_repeat=1, num_threads=2)
     cost = sampling_cost(report, steps=10)
     assert cost["seconds_per_batch"] == pytest.approx(10 * 8 / 200.0)
     assert cost["seconds_per_image"] == pytest.approx(10 / 200.0)
@@ -177,6 +193,7 @@ def test_measure_sampling_runs_steps_evaluations_per_loop() -> None:
     lo, hi = out["seconds_per_batch_spread"]
     assert 0 < lo <= out["seconds_per_batch"] <= hi
     assert out["images_per_s"] == pytest.approx(2 / out["seconds_per_batch"])
+    assert out["num_threads"] == torch.get_num_threads()
     assert model.training
 
 
@@ -204,6 +221,7 @@ def test_cuda_unavailable_is_a_config_error() -> None:
 
 @pytest.mark.parametrize("kwargs", [
     {"input_shape": (4, 8)}, {"batch_size": 0}, {"repeats": 0}, {"warmup": -1}, {"min_time_s": -1.0},
+    {"num_threads": 0},
 ])
 def test_bad_sizes_are_config_errors(kwargs: dict) -> None:
     args = {"input_shape": SHAPE, "batch_size": 1, "device": "cpu", **kwargs}
@@ -223,6 +241,13 @@ def test_tiny_unet_if_builder_exists() -> None:
     assert count_params(model) == sum(p.numel() for p in model.parameters())
     macs = count_macs(model, input_shape=shape)
     assert macs > 0 and math.isfinite(macs)
+    assert count_macs(model, input_shape=shape, batch_size=3) == macs  # per image
+    try:  # the spec-level static count (meta device) must agree with the measured model
+        from nas.cost import count_macs as spec_macs
+    except ImportError:
+        spec_macs = None
+    if spec_macs is not None:
+        assert spec_macs(spec) == macs
     report = measure_throughput(model, input_shape=shape, batch_size=2, device="cpu", repeats=2,
                                 warmup=1, min_time_s=0.0)
     assert report.images_per_s > 0 and report.latency_ms > 0
