@@ -1,0 +1,175 @@
+"""The U-Net builder: ``build_unet(spec) -> UNet``, the only way a :class:`UNetSpec` becomes a
+model (nanoGPT's ``GPT(config)`` pattern).
+
+The layout follows DDPM (Ho et al. 2020) and ADM (Dhariwal & Nichol 2021): a stem conv, an
+encoder that stores a skip for each level's input and after each block, a bottleneck of
+block-attention-block, and a decoder whose blocks each consume the most recent skip of their
+level while skips remain.  Per the spec's channel plan, level ``i`` runs at
+``spec.level_channels[i]`` throughout and the resamplers change the width between levels.
+With ``decoder_blocks = blocks + 1`` every skip is consumed, exactly as in DDPM.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nas.blocks import TimestepEmbedding, make_attention, make_res_block, make_resample
+from nas.blocks.layers import zero_init_
+from nas.spec import LevelSpec, UNetSpec
+
+__all__ = ["UNet", "build_unet", "count_parameters"]
+
+
+class _Layer(nn.Module):
+    """One residual block, optionally followed by an attention layer.
+
+    ``takes_skip`` marks a decoder layer that fuses a skip before its block; which layers do
+    is fixed by the spec, so it is decided once at build time.
+    """
+
+    def __init__(self, block: nn.Module, attention: nn.Module | None, *, takes_skip: bool = False) -> None:
+        super().__init__()
+        self.block = block
+        self.attention = attention
+        self.takes_skip = takes_skip
+
+    def forward(self, h: Tensor, emb: Tensor) -> Tensor:
+        h = self.block(h, emb)
+        if self.attention is not None:
+            h = self.attention(h, emb)
+        return h
+
+
+class UNet(nn.Module):
+    """A diffusion U-Net built from a :class:`UNetSpec`.
+
+    ``forward(x (B, in_channels, H, W), t (B,)) -> (B, spec.out_channels, H, W)``, with H and
+    W divisible by ``2 ** (len(spec.levels) - 1)`` and ``t`` integer or float timesteps.
+    """
+
+    def __init__(self, spec: UNetSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        widths = spec.level_channels
+        emb_channels = 4 * spec.base_channels
+        self._common = dict(emb_channels=emb_channels, time_conditioning=spec.time_conditioning,
+                            norm_groups=spec.norm_groups, dropout=spec.dropout)
+
+        self.time_embed = TimestepEmbedding(spec.base_channels, emb_channels)
+        self.stem = nn.Conv2d(spec.in_channels, widths[0], 3, padding=1)
+
+        # encoder: blocks per level, then a downsampler to the next level
+        self.encoder = nn.ModuleList(
+            nn.ModuleList(self._layer(lv, width, width) for _ in range(lv.blocks))
+            for lv, width in zip(spec.levels, widths)
+        )
+        self.downsamplers = nn.ModuleList(
+            make_resample(spec.resample, "down", in_channels=widths[i], out_channels=widths[i + 1],
+                          **self._common)
+            for i in range(len(widths) - 1)
+        )
+
+        # bottleneck at the last level's width, conv type and SE
+        last, width = spec.levels[-1], widths[-1]
+        self.mid = nn.ModuleList([
+            self._layer(last, width, width, attention=spec.mid_attention),
+            self._layer(last, width, width, attention="none"),
+        ])
+
+        # decoder, stored highest resolution first like the encoder, run in reverse;
+        # upsamplers[i] maps level i+1's width back to level i's
+        self.decoder = nn.ModuleList(self._decoder_level(lv, w) for lv, w in zip(spec.levels, widths))
+        self.upsamplers = nn.ModuleList(
+            make_resample(spec.resample, "up", in_channels=widths[i + 1], out_channels=widths[i],
+                          **self._common)
+            for i in range(len(widths) - 1)
+        )
+
+        self.out_norm = nn.GroupNorm(spec.norm_groups, widths[0])
+        self.out_conv = zero_init_(nn.Conv2d(widths[0], spec.out_channels, 3, padding=1))
+
+    def _layer(self, level: LevelSpec, in_channels: int, width: int, *,
+               attention: str | None = None, takes_skip: bool = False) -> _Layer:
+        spec = self.spec
+        block = make_res_block(
+            level.conv, in_channels=in_channels, out_channels=width,
+            se_reduction=spec.se_reduction if level.se else None, expansion=spec.expansion,
+            **self._common)
+        attn = make_attention(
+            level.attention if attention is None else attention, channels=width,
+            heads=spec.attention_heads(width), norm_groups=spec.norm_groups,
+            emb_channels=self._common["emb_channels"])
+        return _Layer(block, attn, takes_skip=takes_skip)
+
+    def _decoder_level(self, level: LevelSpec, width: int) -> nn.ModuleList:
+        skips = level.blocks + 1  # the level input plus one per encoder block
+        concat = self.spec.skip_fusion == "concat"
+        layers = []
+        for j in range(level.decoder_blocks):
+            takes_skip = j < skips
+            in_channels = 2 * width if takes_skip and concat else width
+            layers.append(self._layer(level, in_channels, width, takes_skip=takes_skip))
+        return nn.ModuleList(layers)
+
+    def _check_inputs(self, x: Tensor, t: Tensor) -> Tensor:
+        spec = self.spec
+        factor = 2 ** (len(spec.levels) - 1)
+        if x.ndim != 4 or x.shape[1] != spec.in_channels:
+            raise ValueError(f"expected x of shape (B, {spec.in_channels}, H, W), got {tuple(x.shape)}")
+        if x.shape[2] % factor or x.shape[3] % factor:
+            raise ValueError(f"image size {tuple(x.shape[2:])} is not divisible by {factor} "
+                             f"for {len(spec.levels)} levels")
+        if t.ndim == 0:  # one timestep for the whole batch
+            t = t.expand(x.shape[0])
+        if t.shape != (x.shape[0],):
+            raise ValueError(f"expected t of shape ({x.shape[0]},), got {tuple(t.shape)}")
+        return t
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        t = self._check_inputs(x, t)
+        emb = self.time_embed(t)                         # (B, 4*base_channels)
+        h = self.stem(x)                                 # (B, c_0, H, W)
+
+        skips: list[list[Tensor]] = []
+        for i, layers in enumerate(self.encoder):
+            level_skips = [h]                            # the level input is a skip too
+            for layer in layers:
+                h = layer(h, emb)
+                level_skips.append(h)
+            skips.append(level_skips)
+            if i < len(self.downsamplers):
+                h = self.downsamplers[i](h, emb)         # (B, c_{i+1}, H_i/2, W_i/2)
+
+        for layer in self.mid:
+            h = layer(h, emb)
+
+        concat = self.spec.skip_fusion == "concat"
+        for i in reversed(range(len(self.decoder))):
+            if i < len(self.upsamplers):
+                h = self.upsamplers[i](h, emb)           # (B, c_i, H_i, W_i)
+            for layer in self.decoder[i]:
+                if layer.takes_skip:
+                    skip = skips[i].pop()                # most recent remaining skip of level i
+                    h = torch.cat([h, skip], dim=1) if concat else h + skip  # (B, 2c_i | c_i, ..)
+                h = layer(h, emb)
+        # any skips left in `skips` are unused by design (decoder_blocks < blocks + 1)
+
+        return self.out_conv(F.silu(self.out_norm(h)))  # (B, out_channels, H, W)
+
+
+def build_unet(spec: UNetSpec) -> UNet:
+    """Build the :class:`UNet` that ``spec`` describes (freshly initialised, on the CPU)."""
+    return UNet(spec)
+
+
+def count_parameters(spec: UNetSpec) -> int:
+    """Number of parameters of ``build_unet(spec)``, counted on the ``meta`` device.
+
+    No memory is allocated and no weights are initialised, so this is cheap enough to run on
+    every candidate in a search.
+    """
+    with torch.device("meta"):
+        model = UNet(spec)
+    return sum(p.numel() for p in model.parameters())
