@@ -185,6 +185,16 @@ def test_bfloat16_autocast_forward_and_backward() -> None:
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
+@pytest.mark.parametrize("attention", ["full", "linear", "transformer"])
+def test_forward_runs_on_the_meta_device(attention: str) -> None:
+    # nas.cost counts MACs by running the model on `meta`; every layer must support it.
+    spec = tiny(levels=(LevelSpec(attention=attention), LevelSpec(channel_mult=2)), resample="resblock")
+    with torch.device("meta"):
+        model = build_unet(spec)
+        out = model(torch.zeros(1, 1, 8, 8), torch.zeros(1, dtype=torch.long))
+    assert out.shape == (1, 1, 8, 8) and out.is_meta
+
+
 def test_timesteps_int_float_and_scalar_agree() -> None:
     model = randomize_zero_inits(build_unet(tiny()))
     x = torch.randn(2, 1, 8, 8)

@@ -14,6 +14,8 @@ The caller chooses ``heads`` (the U-Net uses ``UNetSpec.attention_heads``).
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -26,6 +28,13 @@ __all__ = ["LinearAttention", "SelfAttention", "TransformerBlock"]
 def _check_heads(channels: int, heads: int) -> None:
     if heads < 1 or channels % heads:
         raise ValueError(f"{channels} channels cannot be split into {heads} attention heads")
+
+
+def _without_autocast(device_type: str) -> contextlib.AbstractContextManager[None]:
+    """Disable autocast on devices that have it (the ``meta`` device, used to count MACs, has not)."""
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def _split_heads(qkv: Tensor, heads: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -79,7 +88,7 @@ class LinearAttention(nn.Module):
         b, c, hgt, wid = x.shape
         qkv = self.qkv(self.norm(x))
         # autocast would run the einsums in half precision; the pixel sums need float32.
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with _without_autocast(x.device.type):
             q, k, v = (t.float() for t in _split_heads(qkv, self.heads))
             q, k = F.elu(q) + 1, F.elu(k) + 1                          # (B, heads, d, N)
             kv = torch.einsum("bhdn,bhen->bhde", k, v)                 # (B, heads, d, d): O(N)
