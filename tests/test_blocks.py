@@ -239,7 +239,7 @@ def test_transformer_block_is_conditioned_on_time() -> None:
 # ----- resampling -----------------------------------------------------------------------
 @pytest.mark.parametrize(("name", "cin", "cout"), list(itertools.product(RESAMPLES, (4, 8), (8,))))
 def test_resample(name: str, cin: int, cout: int) -> None:
-    common = dict(emb_channels=EMB, time_conditioning="scale_shift", norm_groups=2)
+    common = {"emb_channels": EMB, "time_conditioning": "scale_shift", "norm_groups": 2}
     down = randomize_zero_inits(make_resample(name, "down", in_channels=cin, out_channels=cout, **common))
     up = randomize_zero_inits(make_resample(name, "up", in_channels=cout, out_channels=cin, **common))
     x, emb = torch.randn(2, cin, 8, 6, requires_grad=True), torch.randn(2, EMB)
@@ -255,7 +255,7 @@ def test_resample(name: str, cin: int, cout: int) -> None:
 
 
 def test_avgpool_resample_adds_a_projection_only_when_width_changes() -> None:
-    common = dict(emb_channels=EMB, time_conditioning="additive", norm_groups=2)
+    common = {"emb_channels": EMB, "time_conditioning": "additive", "norm_groups": 2}
     assert not list(make_resample("avgpool", "down", in_channels=4, out_channels=4, **common).parameters())
     assert list(make_resample("avgpool", "up", in_channels=8, out_channels=4, **common).parameters())
     x = torch.randn(1, 4, 4, 4)

@@ -40,13 +40,13 @@ def randomize_zero_inits(module: nn.Module, seed: int = 0) -> nn.Module:
 
 def tiny(**overrides: Any) -> UNetSpec:
     """A tiny spec (base 8, 2 norm groups, 8x8 images) with every field overridable."""
-    fields: dict[str, Any] = dict(
-        image_size=8, in_channels=1, base_channels=8, norm_groups=2, head_channels=4,
-        expansion=2, se_reduction=2,
-        levels=(LevelSpec(channel_mult=1, blocks=1, decoder_blocks=2, attention="none"),
+    fields: dict[str, Any] = {
+        "image_size": 8, "in_channels": 1, "base_channels": 8, "norm_groups": 2, "head_channels": 4,
+        "expansion": 2, "se_reduction": 2,
+        "levels": (LevelSpec(channel_mult=1, blocks=1, decoder_blocks=2, attention="none"),
                 LevelSpec(channel_mult=2, blocks=1, decoder_blocks=2, attention="full")),
-        mid_attention="full", diffusion_steps=100,
-    )
+        "mid_attention": "full", "diffusion_steps": 100,
+    }
     fields.update(overrides)
     return UNetSpec(**fields)
 

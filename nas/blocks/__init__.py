@@ -23,9 +23,17 @@ from nas.blocks.resample import (
     ResBlockDownsample,
     ResBlockUpsample,
 )
-from nas.blocks.residual import DepthwiseSeparableResBlock, InvertedResidualBlock, ResBlock
+from nas.blocks.residual import (
+    DepthwiseSeparableResBlock,
+    InvertedResidualBlock,
+    ResBlock,
+)
 from nas.blocks.squeeze_excite import SqueezeExcite
-from nas.blocks.time_embedding import TimeConditioning, TimestepEmbedding, sinusoidal_embedding
+from nas.blocks.time_embedding import (
+    TimeConditioning,
+    TimestepEmbedding,
+    sinusoidal_embedding,
+)
 from nas.errors import ConfigError, close_match_hint
 
 __all__ = [
