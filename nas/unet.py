@@ -55,7 +55,7 @@ class UNet(nn.Module):
         widths = spec.level_channels
         emb_channels = 4 * spec.base_channels
         self._common = {"emb_channels": emb_channels, "time_conditioning": spec.time_conditioning,
-                            "norm_groups": spec.norm_groups, "dropout": spec.dropout}
+                        "norm_groups": spec.norm_groups, "dropout": spec.dropout}
 
         self.time_embed = TimestepEmbedding(spec.base_channels, emb_channels)
         self.stem = nn.Conv2d(spec.in_channels, widths[0], 3, padding=1)
