@@ -19,8 +19,8 @@ import math
 from collections.abc import Iterator
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 __all__ = ["FeatureNet", "TrainConfig", "accuracy", "build_feature_net", "train_classifier"]
 
@@ -29,7 +29,12 @@ class FeatureNet(nn.Module):
     """LeNet-like classifier whose penultimate layer provides FID features."""
 
     def __init__(
-        self, *, in_channels: int, num_classes: int, feature_dim: int = 128, widths: tuple[int, ...] = (16, 32, 64)
+        self,
+        *,
+        in_channels: int,
+        num_classes: int,
+        feature_dim: int = 128,
+        widths: tuple[int, ...] = (16, 32, 64),
     ) -> None:
         super().__init__()
         stages: list[nn.Module] = []
@@ -119,7 +124,9 @@ def _random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -
 
 
 @torch.no_grad()
-def accuracy(model: FeatureNet, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 500) -> float:
+def accuracy(
+    model: FeatureNet, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 500
+) -> float:
     """Top-1 accuracy of ``model`` (eval mode) on ``images``."""
     model.eval()
     device = next(model.parameters()).device

@@ -111,7 +111,9 @@ def _resolve(name: str) -> SourceLoader:
     if path.is_file():
         if path.suffix.lower() == ".npz":
             return load_npz
-        raise ConfigError(f"dataset path {name!r} is a file but not .npz; expected an image folder or an .npz file")
+        raise ConfigError(
+            f"dataset path {name!r} is a file but not .npz; expected an image folder or an .npz file"
+        )
     if name.startswith("torchvision:"):
         return load_torchvision  # names the valid torchvision datasets in its error
     if _looks_like_path(name):
@@ -131,7 +133,7 @@ def _split(n: int, labels: np.ndarray | None, *, held_out: float, seed: int) -> 
     for group in groups:
         group = rng.permutation(group)
         # Every class with two or more images lands on both sides, so held-out accuracy sees it.
-        k = min(max(int(round(held_out * len(group))), 1 if len(group) > 1 else 0), len(group) - 1)
+        k = min(max(round(held_out * len(group)), 1 if len(group) > 1 else 0), len(group) - 1)
         held_parts.append(group[:k])
         train_parts.append(group[k:])
     train_idx, held_idx = np.concatenate(train_parts), np.concatenate(held_parts)
@@ -163,7 +165,9 @@ def _fit_size(x: torch.Tensor, size: int, background: float | None) -> torch.Ten
         side = min(h, w)
         top, left = (h - side) // 2, (w - side) // 2
         x = x[..., top : top + side, left : left + side]
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=size < min(h, w))
+    return F.interpolate(
+        x, size=(size, size), mode="bilinear", align_corners=False, antialias=size < min(h, w)
+    )
 
 
 def to_model_range(
@@ -204,7 +208,9 @@ def load_dataset(
     raw = _resolve(name)(name, image_size=image_size, channels=channels)
     n = len(raw.images)
     if n < 2:
-        raise ConfigError(f"dataset {name!r} has {n} image(s); expected at least 2 for a train/held-out split")
+        raise ConfigError(
+            f"dataset {name!r} has {n} image(s); expected at least 2 for a train/held-out split"
+        )
     train_idx, held_idx = _split(n, raw.labels, held_out=held_out, seed=seed)
     images = to_model_range(raw.images, image_size=image_size, channels=channels, background=raw.background)
     labels = None if raw.labels is None else torch.from_numpy(np.array(raw.labels, dtype=np.int64))

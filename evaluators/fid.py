@@ -42,10 +42,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn as nn
+from torch import nn
 
 from evaluators.classifier import FeatureNet, TrainConfig, accuracy, build_feature_net, train_classifier
 from evaluators.data import ImageData
+from evaluators.datasets.base import safe_token
 from evaluators.frechet import feature_stats, frechet_distance, kid
 from evaluators.inception import InceptionFeatures, inception_weights_path
 from nas.errors import ConfigError, close_match_hint
@@ -84,6 +85,8 @@ class FidReference:
         feature_kind: str,
         data: ImageData,
         real_features: np.ndarray,
+        mu: np.ndarray,
+        sigma: np.ndarray,
         accuracy: float | None,
         train_seconds: float,
         cache_path: Path | None,
@@ -96,7 +99,7 @@ class FidReference:
         self.image_size = data.image_size
         self.channels = data.channels
         self.real_features = real_features
-        self.mu, self.sigma = feature_stats(real_features)
+        self.mu, self.sigma = mu, sigma  # float64 statistics of real_features
         self.accuracy = accuracy
         self.train_seconds = train_seconds
         self.cache_path = cache_path
@@ -116,7 +119,9 @@ class FidReference:
         if images.ndim != 4 or images.shape[1] != self.channels:
             raise ValueError(f"expected images (N, {self.channels}, H, W), got {tuple(images.shape)}")
         if self.feature_kind != "inception" and tuple(images.shape[-2:]) != (self.image_size,) * 2:
-            raise ValueError(f"expected {self.image_size}x{self.image_size} images, got {tuple(images.shape)}")
+            raise ValueError(
+                f"expected {self.image_size}x{self.image_size} images, got {tuple(images.shape)}"
+            )
         return extract_features(self.net, images, device=self.device, batch_size=batch_size)
 
     def distance(self, features: np.ndarray) -> float:
@@ -174,7 +179,12 @@ def _file_lock(path: Path) -> Iterator[None]:
     except ImportError:  # not POSIX: atomic rename still keeps the file consistent
         yield
         return
-    with open(path, "a+") as handle:
+    try:
+        handle = open(path, "a+")  # noqa: SIM115 (closed below)
+    except OSError:  # read-only cache dir: reading still works, saving will warn
+        yield
+        return
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -201,7 +211,9 @@ def _load_payload(path: Path, fields: str) -> dict[str, Any] | None:
         return None
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated or foreign file: recompute and overwrite it
+    except Exception as err:  # noqa: BLE001
+        # A truncated or foreign file: the unpickler can raise almost anything (IndexError on
+        # garbage bytes), and the remedy is always the same: recompute and overwrite it.
         warnings.warn(f"ignoring unreadable FID cache {path}: {err}", stacklevel=3)
         return None
     if not isinstance(payload, dict) or payload.get("fields") != fields:
@@ -297,11 +309,13 @@ def get_reference(
     fields = json.dumps(key, sort_keys=True)
     digest = hashlib.sha1(fields.encode()).hexdigest()[:12]
     root = cache_root(cache_dir)
-    path: Path | None = root / f"fid-{kind}-{data.key}-seed{seed}-{digest}.pt"
+    path: Path | None = root / f"fid-{kind}-{safe_token(data.key)}-seed{seed}-{digest}.pt"
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        warnings.warn(f"FID cache dir {root} is not writable ({err}); the reference will not be cached", stacklevel=2)
+        warnings.warn(
+            f"FID cache dir {root} is not writable ({err}); the reference will not be cached", stacklevel=2
+        )
         path = None
 
     with _file_lock(path.with_name(path.name + ".lock")) if path else contextlib.nullcontext():
@@ -309,20 +323,29 @@ def get_reference(
         from_cache = payload is not None
         if payload is not None:
             net = _net_from_payload(kind, payload, data, weights).to(device)
-            real = payload["real_features"].numpy()
         else:
             net, payload = _compute(data, kind, seed=seed, device=device, config=config, weights=weights)
             real = extract_features(net, data.held_out, device=device)
-            payload.update(fields=fields, feature_kind=kind, real_features=torch.from_numpy(real))
             mu, sigma = feature_stats(real)
-            payload.update(mu=torch.from_numpy(mu), sigma=torch.from_numpy(sigma))
+            payload.update(
+                fields=fields,
+                feature_kind=kind,
+                real_features=torch.from_numpy(real),
+                mu=torch.from_numpy(mu),
+                sigma=torch.from_numpy(sigma),
+            )
             if path is not None:
-                _atomic_save(payload, path)
+                try:
+                    _atomic_save(payload, path)
+                except OSError as err:
+                    warnings.warn(f"could not write FID cache {path}: {err}", stacklevel=2)
     return FidReference(
         net=net,
         feature_kind=kind,
         data=data,
-        real_features=real,
+        real_features=payload["real_features"].numpy(),
+        mu=payload["mu"].numpy(),
+        sigma=payload["sigma"].numpy(),
         accuracy=payload["accuracy"],
         train_seconds=float(payload["train_seconds"]),
         cache_path=path,

@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from nas.errors import ConfigError
 
@@ -38,7 +38,9 @@ def inception_weights_path(path: str | os.PathLike[str] | None = None) -> Path:
         )
     weights = Path(raw).expanduser()
     if not weights.is_file():
-        raise ConfigError(f"{INCEPTION_WEIGHTS_ENV}: {weights} does not exist; expected an inception_v3 .pth file")
+        raise ConfigError(
+            f"{INCEPTION_WEIGHTS_ENV}: {weights} does not exist; expected an inception_v3 .pth file"
+        )
     return weights
 
 

@@ -138,7 +138,9 @@ def test_npz_uint8_with_labels_and_float_rgb(tmp_path) -> None:
     ],
 )
 def test_unknown_or_missing_dataset(name: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
+    with pytest.raises(
+        ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")
+    ):
         load_dataset(name, image_size=16, channels=1)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 
 import numpy as np
@@ -38,7 +39,7 @@ def _noise(shape: tuple[int, ...], seed: int) -> torch.Tensor:
 
 
 def _blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = int(round(3 * sigma))
+    radius = round(3 * sigma)
     taps = torch.exp(-(torch.arange(-radius, radius + 1, dtype=torch.float32) ** 2) / (2 * sigma**2))
     taps = taps / taps.sum()
     x = F.pad(images, (radius,) * 4, mode="replicate")
@@ -86,9 +87,9 @@ def test_fd_rises_with_noise_and_blur(reference: FidReference, mnist32: ImageDat
         reference.distance(reference.features((real + s * _noise(real.shape, 1)).clamp(-1, 1)))
         for s in (0.0, 0.1, 0.2, 0.4, 0.8)
     ]
-    assert all(a < b for a, b in zip(noisy, noisy[1:])), noisy
+    assert all(a < b for a, b in itertools.pairwise(noisy)), noisy
     blurred = [reference.distance(reference.features(_blur(real, s))) for s in (0.5, 1.0, 1.5, 2.0)]
-    assert noisy[0] < blurred[0] and all(a < b for a, b in zip(blurred, blurred[1:])), blurred
+    assert noisy[0] < blurred[0] and all(a < b for a, b in itertools.pairwise(blurred)), blurred
 
 
 def test_score_samples_survives_nan(reference: FidReference) -> None:
@@ -166,7 +167,9 @@ def test_corrupt_cache_is_rebuilt(tmp_path) -> None:
 
 def test_bad_feature_kinds(tmp_path, monkeypatch) -> None:
     data = load_dataset("digits", image_size=8, channels=1)
-    with pytest.raises(ConfigError, match=r"unknown feature_kind 'clasifier' \(did you mean 'classifier'\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"unknown feature_kind 'clasifier' \(did you mean 'classifier'\?\)"
+    ):
         get_reference(data, cache_dir=tmp_path, feature_kind="clasifier")
     monkeypatch.delenv("UNET_NAS_INCEPTION_WEIGHTS", raising=False)
     with pytest.raises(ConfigError, match="inception"):

@@ -118,7 +118,9 @@ def load_npz(name: str, *, image_size: int, channels: int) -> RawImages:
         with np.load(path, allow_pickle=False) as npz:
             keys = list(npz.files)
             if "images" not in keys:
-                raise ConfigError(f"{name}: no 'images' array (found {keys}); expected keys 'images' [, 'labels']")
+                raise ConfigError(
+                    f"{name}: no 'images' array (found {keys}); expected keys 'images' [, 'labels']"
+                )
             images = _npz_images(npz["images"], name)
             labels = npz["labels"] if "labels" in keys else None
     except ConfigError:
@@ -137,4 +139,3 @@ def load_npz(name: str, *, image_size: int, channels: int) -> RawImages:
     stat = path.stat()
     digest = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:10]
     return RawImages(images, labels, num_classes, source_id=f"npz-{safe_token(path.stem)}-{digest}")
-
