@@ -1,0 +1,304 @@
+"""The proxy evaluator: brief training of one spec, scored on held-out loss, FID proxy and cost.
+
+:func:`evaluate` takes a spec, data, a budget and a device, and knows nothing of Optuna, so the
+same call serves the Optuna search, Ray Tune workers, ``nas.train`` and the benchmarks.  It
+never raises for a bad candidate: the result's ``status`` is one of
+
+* ``ok``: trained and scored;
+* ``pruned``: a rung hook stopped it (its rung values are kept);
+* ``diverged``: the loss or gradient became NaN/inf (the step is in ``reason``);
+* ``oom``: out of memory even after one retry at half the batch size;
+* ``timeout``: the budget's wall-clock cap was reached;
+* ``invalid``: the spec cannot be built for this data (the message is in ``reason``);
+* ``error``: anything else unexpected (the exception text is in ``reason``).
+
+Overhead is reported honestly: ``overhead_seconds`` is the evaluation's wall time minus the time
+inside training steps, FID sampling and throughput timing (model build, held-out loss, feature
+extraction, bookkeeping), and ``setup_seconds`` is the once-per-process cost of loading data and
+the FID reference, which a search pays once, not per candidate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evaluators.budget import Budget
+from evaluators.heldout import NOISE_SEED, HeldOutProbe
+from evaluators.throughput import measure_throughput, resolve_device, sampling_cost
+from evaluators.training import RungHook, TrainOutcome, TrainState, is_oom, train
+from nas.diffusion import GaussianDiffusion
+from nas.errors import ConfigError
+from nas.spec import UNetSpec
+
+__all__ = ["EvalContext", "EvalResult", "STATUSES", "evaluate", "pick_device"]
+
+STATUSES = ("ok", "pruned", "diverged", "oom", "timeout", "invalid", "error")
+SAMPLE_NOISE_SEED = NOISE_SEED + 1  # the FID proxy's initial noise: fixed for every candidate
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` is CUDA when available, else CPU; other names are checked."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return resolve_device(device)
+
+
+@dataclass
+class EvalContext:
+    """What every candidate of a study shares: data, FID reference and device.
+
+    Build it once per process with :meth:`load` (about a second with a cached reference) and
+    pass it to every :func:`evaluate` call.
+    """
+
+    data: Any  # evaluators.data.ImageData
+    reference: Any  # evaluators.fid.FidReference, or None to skip the FID proxy
+    device: torch.device
+    setup_seconds: float = 0.0
+
+    @classmethod
+    def load(cls, *, dataset: str = "mnist", image_size: int, channels: int, device: str | torch.device = "auto",
+             seed: int = 0, fid: bool = True, cache_dir: str | Path | None = None) -> EvalContext:
+        """Load the dataset and (when ``fid``) the cached FID reference for it."""
+        from evaluators.data import load_dataset
+
+        started = time.perf_counter()
+        dev = pick_device(device)
+        data = load_dataset(dataset, image_size=image_size, channels=channels, seed=seed)
+        reference = None
+        if fid:
+            from evaluators.fid import get_reference
+
+            reference = get_reference(data, seed=seed, cache_dir=cache_dir, device=dev)
+        return cls(data=data, reference=reference, device=dev, setup_seconds=time.perf_counter() - started)
+
+
+@dataclass
+class EvalResult:
+    """Metrics of one evaluation; ``to_dict()`` is the CLI's JSON object."""
+
+    status: str
+    reason: str = ""
+    val_loss: float | None = None
+    val_loss_by_t: list[float] = field(default_factory=list)
+    fid_proxy: float | None = None
+    fid_floor: float | None = None
+    kid_mean: float | None = None
+    kid_std: float | None = None
+    feature_kind: str | None = None
+    throughput: float | None = None
+    throughput_spread: list[float] = field(default_factory=list)
+    latency_ms: float | None = None
+    sample_seconds: float | None = None  # one image's full N-step sample, at the timing batch
+    params: int | None = None
+    macs: int | None = None
+    peak_mem_mb: float | None = None
+    steps: int = 0
+    batch_size: int = 0
+    curve: list[list[float]] = field(default_factory=list)
+    rungs: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    sampling_seconds: float = 0.0
+    timing_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    overhead_seconds: float = 0.0
+    overhead_fraction: float = 0.0
+    setup_seconds: float = 0.0
+    device: str = ""
+    dtype: str = ""
+    seed: int = 0
+    spec_digest: str = ""
+    budget: dict[str, Any] = field(default_factory=dict)
+
+    TIMING_FIELDS = ("throughput", "throughput_spread", "latency_ms", "sample_seconds", "peak_mem_mb",
+                     "train_seconds", "sampling_seconds", "timing_seconds", "eval_seconds",
+                     "overhead_seconds", "overhead_fraction", "setup_seconds")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable data (NaN and inf become None)."""
+        data = dataclasses.asdict(self)
+        for key, value in data.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                data[key] = None
+        return data
+
+    def deterministic_part(self) -> dict[str, Any]:
+        """Everything except the timing fields: equal for equal seeds on CPU."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.TIMING_FIELDS}
+
+
+def evaluate(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int = 0,
+             rung_hook: RungHook | None = None, artifacts_dir: str | Path | None = None,
+             compile_model: bool = False, measure: bool = True) -> EvalResult:
+    """Train ``spec`` briefly under ``budget`` and score it; never raises for a bad candidate.
+
+    ``rung_hook(rung, step, val_loss) -> bool`` runs at ``budget.rungs`` and may stop the run.
+    ``artifacts_dir`` receives ``samples.png`` (a grid of FID-proxy samples).
+    ``measure=False`` skips the throughput timing (e.g. when the caller measured it already).
+    """
+    started = time.perf_counter()
+    device = context.device
+    cuda = device.type == "cuda"
+    result = EvalResult(status="ok", seed=seed, spec_digest=spec.digest(), budget=budget.to_dict(),
+                        device=str(device), dtype="bfloat16" if cuda else "float32",
+                        setup_seconds=context.setup_seconds)
+    try:
+        _run(spec, budget=budget, context=context, seed=seed, rung_hook=rung_hook, result=result,
+             artifacts_dir=artifacts_dir, compile_model=compile_model, measure=measure, started=started)
+    except (ConfigError, ValueError) as err:
+        if result.status == "ok":
+            result.status, result.reason = "invalid", str(err)
+    except Exception as err:  # noqa: BLE001 - a bad candidate must never stop the search
+        if is_oom(err):
+            result.status, result.reason = "oom", f"out of memory: {str(err).splitlines()[0]}"
+        else:
+            frame = traceback.extract_tb(err.__traceback__)[-1]
+            result.status = "error"
+            result.reason = f"{type(err).__name__}: {err} ({Path(frame.filename).name}:{frame.lineno})"
+    finally:
+        if cuda:
+            torch.cuda.empty_cache()
+    result.eval_seconds = time.perf_counter() - started
+    productive = result.train_seconds + result.sampling_seconds + result.timing_seconds
+    result.overhead_seconds = max(0.0, result.eval_seconds - productive)
+    result.overhead_fraction = result.overhead_seconds / result.eval_seconds if result.eval_seconds else 0.0
+    return result
+
+
+def _check_data(spec: UNetSpec, data: Any) -> None:
+    shape = tuple(data.train.shape[1:])
+    if shape != (spec.in_channels, spec.image_size, spec.image_size):
+        raise ConfigError(f"the spec expects images of shape {(spec.in_channels, spec.image_size, spec.image_size)}, "
+                          f"the data has {shape}", key="image_size")
+
+
+def _run(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int, rung_hook: RungHook | None,
+         result: EvalResult, artifacts_dir: str | Path | None, compile_model: bool, measure: bool,
+         started: float) -> None:
+    from nas.cost import count_macs
+    from nas.unet import build_unet
+
+    device, data = context.device, context.data
+    cuda = device.type == "cuda"
+    _check_data(spec, data)
+    diffusion = GaussianDiffusion.from_spec(spec).to(device)
+    result.macs = count_macs(spec)
+    deadline = started + budget.time_limit_s
+
+    batch_size = budget.batch_size
+    for attempt in range(2):  # out of memory: retry once at half the batch
+        result.batch_size = batch_size
+        torch.manual_seed(seed)
+        model = build_unet(spec)
+        result.params = sum(p.numel() for p in model.parameters())
+        model = model.to(device)
+        if cuda:
+            model = model.to(memory_format=torch.channels_last)
+        try:
+            if measure and attempt == 0:
+                _measure(model, spec, budget, device, result)
+            forward_model = torch.compile(model) if compile_model else model
+            state = TrainState.create(model, budget=budget, seed=seed)
+            if forward_model is not model:
+                state.model = forward_model
+            probe = HeldOutProbe.build(data.held_out, images=budget.val_images, timesteps=budget.val_timesteps,
+                                       diffusion_steps=spec.diffusion_steps)
+            outcome = train(state, diffusion, data.train, budget=budget, device=device, batch_size=batch_size,
+                            deadline=deadline, probe=probe, rung_hook=rung_hook,
+                            curve_every=max(1, budget.steps // 200))
+            break
+        except Exception as err:
+            if not is_oom(err) or attempt == 1 or batch_size < 2:
+                raise
+            del model
+            if cuda:
+                torch.cuda.empty_cache()
+            batch_size //= 2
+    _record_training(outcome, result, batch_size)
+    if outcome.status not in ("ok", "pruned"):
+        return
+    autocast = torch.bfloat16 if cuda else None
+    result.val_loss, result.val_loss_by_t = probe.loss(state.ema.model, diffusion, device=device,
+                                                       autocast_dtype=autocast)
+    if outcome.status == "pruned" or context.reference is None or budget.fid_samples == 0:
+        return
+    if time.perf_counter() > deadline:
+        result.status, result.reason = "timeout", "wall-clock cap reached before the FID proxy"
+        return
+    _score_samples(spec, budget, context, diffusion, state.ema.model, result, artifacts_dir)
+
+
+def _record_training(outcome: TrainOutcome, result: EvalResult, batch_size: int) -> None:
+    result.status, result.reason = outcome.status, outcome.reason
+    result.steps, result.batch_size = outcome.steps, batch_size
+    result.curve = [[step, loss] for step, loss in outcome.curve]
+    result.rungs = outcome.rungs
+    result.train_seconds = outcome.train_seconds
+
+
+def _measure(model: torch.nn.Module, spec: UNetSpec, budget: Budget, device: torch.device,
+             result: EvalResult) -> None:
+    t0 = time.perf_counter()
+    report = measure_throughput(model, input_shape=(spec.in_channels, spec.image_size, spec.image_size),
+                                batch_size=budget.throughput_batch, device=device,
+                                dtype=result.dtype, repeats=5, warmup=1)
+    result.throughput = report.images_per_s
+    result.throughput_spread = list(report.images_per_s_spread)
+    result.latency_ms = report.latency_ms
+    result.peak_mem_mb = report.peak_mem_mb
+    result.sample_seconds = sampling_cost(report, steps=budget.sample_steps)["seconds_per_image"]
+    result.timing_seconds = time.perf_counter() - t0
+
+
+def _score_samples(spec: UNetSpec, budget: Budget, context: EvalContext, diffusion: GaussianDiffusion,
+                   model: torch.nn.Module, result: EvalResult, artifacts_dir: str | Path | None) -> None:
+    from evaluators.fid import score_samples
+
+    device = context.device
+    cuda = device.type == "cuda"
+    t0 = time.perf_counter()
+    gen = torch.Generator().manual_seed(SAMPLE_NOISE_SEED)
+    noise = torch.randn((budget.fid_samples, spec.in_channels, spec.image_size, spec.image_size), generator=gen)
+    chunks = []
+    chunk = max(budget.batch_size, 64)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+        for start in range(0, len(noise), chunk):
+            x = diffusion.ddim_sample(model, noise[start:start + chunk].to(device), steps=budget.sample_steps)
+            chunks.append(x.float().clamp(-1, 1).cpu())
+    samples = torch.cat(chunks)
+    if cuda:
+        torch.cuda.synchronize(device)
+    result.sampling_seconds = time.perf_counter() - t0
+    scores = score_samples(samples, context.reference, seed=0)
+    result.fid_proxy = float(scores["fid_proxy"])
+    result.fid_floor = float(scores["fid_floor"])
+    result.kid_mean = float(scores["kid_mean"])
+    result.kid_std = float(scores["kid_std"])
+    result.feature_kind = getattr(context.reference, "feature_kind", None)
+    if artifacts_dir is not None:
+        save_grid(samples[:64], Path(artifacts_dir) / "samples.png")
+
+
+def save_grid(images: torch.Tensor, path: Path, *, columns: int = 8) -> Path:
+    """Save images in [-1, 1] (N, C, H, W) as one PNG grid; returns the path."""
+    from PIL import Image
+
+    n, c, h, w = images.shape
+    rows = math.ceil(n / columns)
+    grid = torch.full((c, rows * (h + 2) + 2, columns * (w + 2) + 2), -1.0)
+    for i, img in enumerate(images):
+        r, col = divmod(i, columns)
+        grid[:, 2 + r * (h + 2):2 + r * (h + 2) + h, 2 + col * (w + 2):2 + col * (w + 2) + w] = img
+    array = ((grid.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    array = array[0] if c == 1 else array.permute(1, 2, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array.numpy()).save(path)
+    return path

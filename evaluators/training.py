@@ -1,0 +1,158 @@
+"""Brief training under one fixed recipe, shared by the proxy evaluator and ``nas.train``.
+
+Recipe: AdamW with linear warm-up then a constant rate, global gradient-norm clipping, an EMA of
+the weights for scoring, a fixed seed for initialisation, data order, timesteps and noise; on
+CUDA bf16 autocast and channels_last.  Rungs at fractions of the budget call a hook with the
+held-out loss so far, which may stop the run.  Failures are returned, never raised: a NaN or
+infinite loss (``diverged``), an out-of-memory error (``oom``), the wall-clock cap
+(``timeout``), a stop at a rung (``pruned``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from evaluators.budget import Budget
+from evaluators.ema import EMA
+from evaluators.heldout import HeldOutProbe
+from nas.diffusion import GaussianDiffusion
+
+__all__ = ["RungHook", "TrainState", "TrainOutcome", "is_oom", "train"]
+
+# hook(rung_index, step, val_loss) -> True to stop the run at this rung.
+RungHook = Callable[[int, int, float], bool]
+
+
+def is_oom(err: BaseException) -> bool:
+    """Whether ``err`` is an out-of-memory error (CUDA, or the CPU allocator)."""
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+@dataclass
+class TrainOutcome:
+    """What brief training produced; ``status`` is ``ok`` or the failure."""
+
+    status: str = "ok"
+    reason: str = ""
+    steps: int = 0
+    curve: list[tuple[int, float]] = field(default_factory=list)
+    rungs: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0  # time inside optimiser steps only
+    rung_seconds: float = 0.0  # time spent computing rung losses
+
+
+@dataclass
+class TrainState:
+    """Everything training carries between steps; a checkpoint of ``nas.train`` is this state."""
+
+    model: nn.Module
+    ema: EMA
+    optimizer: torch.optim.Optimizer
+    data_generator: torch.Generator
+    noise_generator: torch.Generator
+    step: int = 0
+    order: Tensor | None = None  # the current epoch's permutation
+    cursor: int = 0  # position in ``order``
+
+    @classmethod
+    def create(cls, model: nn.Module, *, budget: Budget, seed: int) -> TrainState:
+        """Optimiser, EMA and seeded generators for a freshly initialised ``model``."""
+        optimizer = torch.optim.AdamW(model.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
+        return cls(model=model, ema=EMA(model, decay=budget.ema_decay), optimizer=optimizer,
+                   data_generator=torch.Generator().manual_seed(seed),
+                   noise_generator=torch.Generator().manual_seed(seed + 1))
+
+    def next_batch(self, images: Tensor, batch_size: int) -> Tensor:
+        """The next ``batch_size`` images in a seeded, reshuffled-per-epoch order."""
+        if self.order is None or self.cursor + batch_size > len(self.order):
+            self.order = torch.randperm(len(images), generator=self.data_generator)
+            self.cursor = 0
+        idx = self.order[self.cursor:self.cursor + batch_size]
+        self.cursor += batch_size
+        return images[idx]
+
+
+def learning_rate(step: int, budget: Budget) -> float:
+    """Linear warm-up to ``budget.lr`` over ``warmup_steps``, then constant."""
+    if budget.warmup_steps and step < budget.warmup_steps:
+        return budget.lr * (step + 1) / budget.warmup_steps
+    return budget.lr
+
+
+def rung_steps(budget: Budget) -> list[int]:
+    """The steps after which rung hooks run (distinct, in order, before the last step)."""
+    steps = sorted({max(1, round(budget.steps * r)) for r in budget.rungs})
+    return [s for s in steps if s < budget.steps]
+
+
+def train(state: TrainState, diffusion: GaussianDiffusion, images: Tensor, *, budget: Budget,
+          device: torch.device, batch_size: int | None = None, deadline: float | None = None,
+          probe: HeldOutProbe | None = None, rung_hook: RungHook | None = None,
+          until_step: int | None = None, curve_every: int = 1) -> TrainOutcome:
+    """Train ``state.model`` from ``state.step`` to ``until_step`` (default ``budget.steps``).
+
+    ``images`` stay on the CPU; each batch moves to ``device``.  ``deadline`` is a
+    ``time.perf_counter()`` value past which the run stops with ``timeout``.  Rung hooks run only
+    when both ``probe`` and ``rung_hook`` are given.  Out-of-memory errors propagate (the caller
+    decides whether to retry at a smaller batch); nothing else does.
+    """
+    outcome = TrainOutcome(steps=state.step)
+    batch_size = batch_size or budget.batch_size
+    end = until_step if until_step is not None else budget.steps
+    rungs = rung_steps(budget) if (probe is not None and rung_hook is not None) else []
+    cuda = device.type == "cuda"
+    model = state.model.train()
+    while state.step < end:
+        if deadline is not None and time.perf_counter() > deadline:
+            outcome.status, outcome.reason = "timeout", f"wall-clock cap reached after {state.step} steps"
+            break
+        started = time.perf_counter()
+        x0 = state.next_batch(images, batch_size).to(device, non_blocking=True)
+        if cuda:
+            x0 = x0.contiguous(memory_format=torch.channels_last)
+        t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), generator=state.noise_generator)
+        noise = torch.randn(x0.shape, generator=state.noise_generator)
+        for group in state.optimizer.param_groups:
+            group["lr"] = learning_rate(state.step, budget)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            loss = diffusion.training_loss(model, x0, t=t.to(device), noise=noise.to(device))
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            outcome.status, outcome.reason = "diverged", f"loss became {value} at step {state.step + 1}"
+            outcome.steps = state.step + 1
+            return outcome
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), budget.grad_clip)
+        if not torch.isfinite(grad_norm):
+            outcome.status, outcome.reason = "diverged", f"gradient norm became {float(grad_norm)} at step {state.step + 1}"
+            outcome.steps = state.step + 1
+            return outcome
+        state.optimizer.step()
+        state.ema.update(model)
+        state.step += 1
+        if cuda:
+            torch.cuda.synchronize(device)
+        outcome.train_seconds += time.perf_counter() - started
+        if state.step % curve_every == 0 or state.step == end:
+            outcome.curve.append((state.step, value))
+        if state.step in rungs:
+            rung_started = time.perf_counter()
+            autocast = torch.bfloat16 if cuda else None
+            val, _ = probe.loss(state.ema.model, diffusion, device=device, autocast_dtype=autocast)  # type: ignore[union-attr]
+            outcome.rung_seconds += time.perf_counter() - rung_started
+            index = rungs.index(state.step)
+            outcome.rungs.append({"rung": index, "step": state.step, "val_loss": val})
+            if rung_hook(index, state.step, val):  # type: ignore[misc]
+                outcome.status, outcome.reason = "pruned", f"stopped at rung {index} (step {state.step})"
+                break
+    outcome.steps = state.step
+    return outcome
