@@ -1,0 +1,192 @@
+"""`python -m nas.search`: trials, the gate, duplicates, workers, resume after SIGKILL, reports, dashboard."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import nas.objective
+from nas.search import finished_trials, main
+
+TINY = Path(__file__).parent / "data" / "tiny.yaml"
+
+
+def search_args(out: Path, *extra: str, trials: int = 4, space: Path = TINY, budget: str = "tiny") -> list[str]:
+    return ["--space", str(space), "--budget", budget, "--trials", str(trials), "--out", str(out),
+            "--device", "cpu", "--sampler", "random", *extra]
+
+
+def load(out: Path, name: str = "tiny") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{out / name}.db")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("search")
+    assert main(search_args(out, trials=6)) == 0
+    return out
+
+
+def test_search_records_trials_reports_and_metrics(finished: Path) -> None:
+    study = load(finished)
+    assert len(finished_trials(study)) == 6
+    assert study.metric_names == ["val_loss", "fid_proxy", "throughput"]
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE and t.user_attrs["feasible"]]
+    assert complete
+    for t in complete:
+        attrs = t.user_attrs
+        assert attrs["status"] == "ok"
+        assert t.values == [attrs["val_loss"], attrs["fid_proxy"], attrs["throughput"]]
+        assert attrs["spec"]["base_channels"] in (8, 16) and attrs["params"] <= 60000
+        assert {"macs", "latency_ms", "kid_mean", "fid_floor", "curve"} <= set(attrs)
+    for name in ("pareto.csv", "trials.csv", "pareto.png", "report.md"):
+        assert (finished / "tiny" / name).stat().st_size > 0
+    assert len((finished / "tiny" / "trials.csv").read_text().strip().splitlines()) == 1 + len(study.trials)
+    assert "# Study `tiny`" in (finished / "tiny" / "report.md").read_text()
+
+
+def test_infeasible_candidates_are_not_trained(finished: Path) -> None:
+    study = load(finished)
+    infeasible = [t for t in study.trials if t.user_attrs.get("status") == "infeasible"]
+    assert infeasible, "the tiny space's max_params should reject some random candidates"
+    for t in infeasible:
+        assert t.state == TrialState.COMPLETE and t.user_attrs["feasible"] is False
+        assert "steps" not in t.user_attrs and "train_seconds" not in t.user_attrs  # no training step
+        assert t.constraints["max_params"] > 0
+        assert t.system_attrs["constraints"][0] > 0  # the form optuna-dashboard 0.21 reads
+
+
+def test_rerun_continues_the_same_study(finished: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = {t.number: t.values for t in load(finished).trials}
+    assert main(search_args(finished, trials=8)) == 0
+    study = load(finished)
+    assert len(finished_trials(study)) == 8
+    assert {t.number: t.values for t in study.trials if t.number in before} == before
+    out = capsys.readouterr().out
+    assert f"optuna-dashboard sqlite:///{finished}/tiny.db --artifact-dir {finished}/tiny/artifacts" in out
+
+
+def test_repeated_spec_is_not_trained_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    space = tmp_path / "two.yaml"
+    space.write_text(f"extends: {TINY}\nname: two\nconstraints: {{}}\n"
+                     "space: {base_channels: 8, resample: avgpool, per_level: {channel_mult: [1, 1], blocks: 1, "
+                     "conv: [{choice: [standard, depthwise_separable]}, standard]}}\n")
+    calls = []
+    real = nas.objective.evaluate
+    monkeypatch.setattr(nas.objective, "evaluate", lambda spec, **kw: calls.append(spec) or real(spec, **kw))
+    assert main(search_args(tmp_path, trials=5, space=space)) == 0
+    study = load(tmp_path, "two")
+    digests = [t.user_attrs["spec_digest"] for t in study.trials]
+    assert len(set(digests)) == 2 and len(calls) == 2  # only the 2 distinct specs were trained
+    for t in study.trials:
+        if t.user_attrs.get("duplicate_of") is not None:
+            first = study.trials[t.user_attrs["duplicate_of"]]
+            assert t.values == first.values and t.user_attrs["spec_digest"] == first.user_attrs["spec_digest"]
+
+
+def test_two_workers_reach_exactly_the_requested_trials(tmp_path: Path) -> None:
+    assert main(search_args(tmp_path, "--workers", "2", trials=6)) == 0
+    study = load(tmp_path)
+    assert len(finished_trials(study)) == 6
+    assert len(study.trials) == 6  # no surplus trial was started
+    assert len({t.number for t in study.trials}) == 6
+
+
+def test_sigkill_mid_trial_loses_nothing_and_is_resumed(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    # A budget long enough that the kill lands inside a trial.
+    space = tmp_path / "slow.yaml"
+    space.write_text(f"extends: {TINY}\nname: tiny\nbudgets: {{slow: {{steps: 60, batch_size: 4, fid_samples: 8, "
+                     "sample_steps: 2, val_images: 8, val_timesteps: 2, throughput_batch: 4, rungs: []}}\n")
+    slow = [sys.executable, "-m", "nas.search", *search_args(tmp_path, trials=5, space=space, budget="slow")]
+    proc = subprocess.Popen(slow, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    storage = f"sqlite:///{tmp_path}/tiny.db"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        time.sleep(0.5)
+        try:
+            study = optuna.load_study(study_name="tiny", storage=storage)
+        except Exception:  # noqa: BLE001 - the study may not exist yet
+            continue
+        states = [t.state for t in study.trials]
+        if states.count(TrialState.COMPLETE) >= 2 and TrialState.RUNNING in states:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {t.number: (t.state, t.values) for t in study.trials if t.state != TrialState.RUNNING}
+    killed = [t.number for t in optuna.load_study(study_name="tiny", storage=storage).trials
+              if t.state == TrialState.RUNNING]
+    assert killed, "the kill should land during a trial"
+
+    rerun = subprocess.run(slow, env=env, capture_output=True, text=True, timeout=400)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    assert {n: (t.state, t.values) for n, t in enumerate(study.trials) if n in before} == before
+    assert len(finished_trials(study)) == 5
+    interrupted = study.trials[killed[0]]
+    assert interrupted.state == TrialState.FAIL
+    # Re-enqueued once with the same decisions (Optuna's heartbeat retry callback).
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == interrupted.number]
+    assert len(retries) == 1 and retries[0].params == interrupted.params
+
+
+def test_bad_space_exits_2_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("space: {per_level: {conv: {choice: [resnet]}}}\n")
+    proc = subprocess.run([sys.executable, "-m", "nas.search", "--space", str(bad), "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "space.per_level.conv: unknown value 'resnet'" in proc.stderr
+    assert not (tmp_path / "bad.db").exists()  # nothing written for bad input
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_dashboard_serves_the_study(finished: Path) -> None:
+    import optuna_dashboard
+    from optuna.artifacts import FileSystemArtifactStore
+
+    app = optuna_dashboard.wsgi(f"sqlite:///{finished}/tiny.db",
+                                artifact_store=FileSystemArtifactStore(str(finished / "tiny" / "artifacts")))
+    server = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        def get(path: str) -> bytes:
+            with urllib.request.urlopen(base + path, timeout=30) as resp:
+                return resp.read()
+
+        summaries = json.loads(get("/api/studies"))["study_summaries"]
+        study_id = next(s["study_id"] for s in summaries if s["study_name"] == "tiny")
+        detail = json.loads(get(f"/api/studies/{study_id}"))
+        assert detail["objective_names"] == ["val_loss", "fid_proxy", "throughput"]
+        assert detail["best_trials"], "the Pareto trials"
+        assert "Pareto front" in detail["note"]["body"]
+        trained = [t for t in detail["trials"] if any(a["key"] == "val_loss" for a in t["user_attrs"])]
+        trial = trained[0]
+        attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
+        assert {"spec", "params", "macs", "val_loss", "fid_proxy", "kid_mean", "feasible", "status"} <= set(attrs)
+        names = {a["filename"]: a["artifact_id"] for a in trial["artifacts"]}
+        assert {"samples.png", "spec.yaml"} <= set(names)
+        png = get(f"/artifacts/{study_id}/{trial['trial_id']}/{names['samples.png']}")
+        assert png.startswith(b"\x89PNG")
+        assert b"base_channels" in get(f"/artifacts/{study_id}/{trial['trial_id']}/{names['spec.yaml']}")
+    finally:
+        server.shutdown()
