@@ -65,6 +65,7 @@ class CandidateRunner:
     artifact_store: FileSystemArtifactStore | None = None
     rule: ParetoRungRule | None = ParetoRungRule()
     seed: int = 0
+    budget_name: str = ""
 
     def run(self, trial: optuna.Trial) -> TrialOutcome:
         """Run one trial end to end and record it on ``trial`` (the caller tells the study)."""
@@ -74,6 +75,8 @@ class CandidateRunner:
             return self._fail(trial, "invalid", str(err))
         trial.set_user_attr("spec", spec.to_dict())
         trial.set_user_attr("spec_digest", spec.digest())
+        trial.set_user_attr("budget", self.budget_name)
+        trial.set_user_attr("seed", self.seed)
         self._upload(trial, "spec.yaml", spec.to_yaml())
 
         earlier = self._find_duplicate(spec, trial.number)

@@ -176,7 +176,8 @@ def worker_loop(config: SearchConfig, worker: int = 0, progress=None) -> int:  #
     artifacts.mkdir(parents=True, exist_ok=True)
     runner = CandidateRunner(space=space, budget=search.budget, context=context, study=study,
                              artifact_store=FileSystemArtifactStore(str(artifacts)),
-                             rule=ParetoRungRule() if config.prune else None, seed=config.seed)
+                             rule=ParetoRungRule() if config.prune else None, seed=config.seed,
+                             budget_name=search.budget_name)
     lock = search.results_dir / ".ask.lock"
     deadline = time.time() + config.timeout if config.timeout else None
     done = 0
