@@ -185,9 +185,6 @@ def run_training(settings: RunSettings, out: str | Path, *, device: str = "auto"
                                device=device, seed=0, fid=budget.fid_samples > 0)
     dev = context.device
     cuda = dev.type == "cuda"
-    # Written once the data loads, so a bad --dataset leaves no run directory behind.
-    out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / SETTINGS, settings.to_dict())
 
     torch.manual_seed(settings.seed)  # the same initial weights as the search's trial
     model = build_unet(spec).to(dev)
@@ -204,6 +201,9 @@ def run_training(settings: RunSettings, out: str | Path, *, device: str = "auto"
         restore_train_state(state, payload)
         log = payload["extra"]
         log["resumed_from"].append(state.step)
+    # Written once data and checkpoint load, so a bad --dataset or --steps leaves nothing behind.
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / SETTINGS, settings.to_dict())
     wall_before = log["wall_seconds"]
 
     diffusion = GaussianDiffusion.from_spec(spec).to(dev)

@@ -64,6 +64,20 @@ def test_round_trip_knee_and_trial(searched: Path, tmp_path: Path) -> None:
         assert model(torch.randn(3, 1, 28, 28), torch.tensor([1, 50, 999])).shape == (3, 1, 28, 28)
 
 
+def test_training_the_export_for_the_budget_reproduces_the_trial(searched: Path, tmp_path: Path) -> None:
+    """nas.train runs the evaluator's recipe: at the budget's steps it gives the trial's val_loss."""
+    from nas.train import main as train_main
+
+    knee = knee_trial(study_of(searched))
+    export(searched, tmp_path / "best.yaml")
+    run = tmp_path / "run"
+    assert train_main(["--config", str(tmp_path / "best.yaml"), "--budget", "tiny", "--steps", "4", "--out", str(run),
+                       "--device", "cpu", "--no-progress"]) == 0
+    final = json.loads((run / "final.json").read_text())
+    assert final["val_loss"] == pytest.approx(knee.user_attrs["val_loss"], rel=1e-5)
+    assert sum(p.numel() for p in nas.load_model(run / "model.yaml").parameters()) == knee.user_attrs["params"]
+
+
 def test_every_spec_field_is_documented_by_a_comment(searched: Path, tmp_path: Path) -> None:
     path = tmp_path / "best.yaml"
     export(searched, path)

@@ -150,3 +150,9 @@ def test_resume_refuses_other_settings(config: Path, uninterrupted: Path, capsys
         main(args(config, uninterrupted, "--resume", "--seed", "9"))
     assert err.value.code == 2
     assert "cannot resume with other settings: --seed 9 (the run used 3)" in capsys.readouterr().err
+    before = (uninterrupted / "run.json").read_text()
+    with pytest.raises(SystemExit) as err:
+        main(args(config, uninterrupted, "--resume", "--steps", "8"))
+    assert err.value.code == 2
+    assert "the checkpoint is at step 12, past --steps 8" in capsys.readouterr().err
+    assert (uninterrupted / "run.json").read_text() == before
