@@ -88,7 +88,8 @@ def open_study(space: SearchSpace, *, storage: BaseStorage, study_name: str,
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(names)
         study.set_user_attr("space", space.name)
-        study.set_user_attr("space_source", space.source)
+        # Absolute, so that `nas.export` and `nas.train` find the space from any directory.
+        study.set_user_attr("space_source", str(Path(space.source).resolve()))
     return study
 
 

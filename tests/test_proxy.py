@@ -21,10 +21,10 @@ REQUIRED = ("status", "val_loss", "fid_proxy", "fid_floor", "kid_mean", "kid_std
             "overhead_fraction")
 
 # A small point of light.yaml: cheap enough to train at the full `cpu` budget in a test.
-SMALL = UNetSpec(image_size=28, in_channels=1, base_channels=16,
+SMALL = UNetSpec(image_size=28, in_channels=1, base_channels=8,
                  levels=(LevelSpec(channel_mult=1, blocks=1, decoder_blocks=2),
                          LevelSpec(channel_mult=2, blocks=1, decoder_blocks=2, attention="linear")),
-                 mid_attention="none", head_channels=16, norm_groups=8, resample="avgpool")
+                 mid_attention="none", head_channels=16, norm_groups=4, resample="avgpool")
 SMOKE = DEFAULT_BUDGETS["smoke"]
 
 
