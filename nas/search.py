@@ -46,6 +46,12 @@ class SearchConfig:
     out: str
     prune: bool
     timeout: float | None
+    # --backend ray (nas.tune): where and with what resources trials run.
+    backend: str = "optuna"
+    address: str | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float | None = None
+    max_concurrent: int | None = None
 
 
 @dataclass
@@ -225,6 +231,10 @@ def _progress_bar(total: int, initial: Counts):  # noqa: ANN202
 
 def run_search(config: SearchConfig) -> int:
     """Run the search (in-process, or ``config.workers`` processes), then write the reports."""
+    if config.backend == "ray":
+        from nas.tune import run_ray_search
+
+        return run_ray_search(config)
     _quiet()
     search = Search.resolve(config)
     study = search.open()
@@ -284,6 +294,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--out", default="results", help="results directory")
     parser.add_argument("--no-prune", action="store_true", help="turn off multi-objective early stopping")
+    ray = parser.add_argument_group("Ray Tune backend (--backend ray; see nas.tune)")
+    ray.add_argument("--backend", default="optuna", choices=["optuna", "ray"],
+                     help="optuna: worker processes on this machine; ray: trials scheduled by Ray Tune")
+    ray.add_argument("--address", default=None, help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT "
+                     "(default: $RAY_ADDRESS, else start a local Ray sized to this machine)")
+    ray.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs Ray reserves per trial")
+    ray.add_argument("--gpus-per-trial", type=float, default=None,
+                     help="GPUs Ray reserves per trial, fractions allowed (default: 1 if the cluster has GPUs, else 0)")
+    ray.add_argument("--max-concurrent", type=int, default=None, help="trials running at once (default: as "
+                     "many as the resources allow)")
     return parser
 
 
@@ -298,7 +318,9 @@ def main(argv: list[str] | None = None) -> int:
         config = SearchConfig(space=args.space, trials=args.trials, sampler=args.sampler, budget=args.budget,
                               storage=args.storage, study_name=args.study_name, seed=args.seed,
                               workers=args.workers, device=args.device, out=args.out, prune=not args.no_prune,
-                              timeout=args.timeout)
+                              timeout=args.timeout, backend=args.backend, address=args.address,
+                              cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                              max_concurrent=args.max_concurrent)
         return run_search(config)
 
     return _main()

@@ -1,0 +1,186 @@
+"""A Ray Tune ``Searcher`` that drives our Optuna study with ask/tell, from the Ray driver.
+
+Why not ``ray.tune.search.optuna.OptunaSearch`` itself?  It takes our sampler and storage, but
+Ray 2.60's version cannot give a multi-objective NAS study the semantics the Optuna backend has:
+
+* a trial stopped by a Ray scheduler reaches ``on_trial_complete`` with its last *intermediate*
+  result; OptunaSearch tells it COMPLETE with whatever objective values that result holds (a
+  list with ``None`` for unreported objectives, whose ``tell`` fails and is only logged, leaving
+  the trial RUNNING), never PRUNED;
+* candidates that fail on their own (invalid, diverged, out of memory) or break a constraint
+  are decided inside the trial; OptunaSearch can only tell COMPLETE, or FAIL when the trainable
+  raises (which makes Ray retry a deterministic failure);
+* ``num_samples`` counts trials of this run, while a search's ``--trials`` counts finished
+  trials in the study, resumed runs and other workers included.
+
+So this searcher keeps Optuna doing all sampling and storage and Ray all scheduling, and only
+replaces the glue: :meth:`suggest` asks the study (under the same lock file as the Optuna
+backend's workers, so both can share a study) and samples the decisions here, on the driver;
+:meth:`on_trial_complete` tells the state the worker decided, PRUNED for trials a scheduler
+stopped, and FAIL for trials Ray gave up on.  While a trial runs, the driver beats its Optuna
+heartbeat (RDB storages): if the driver dies, the next run fails the trial and re-enqueues it
+once with the same decisions, as in the Optuna backend.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from nas.errors import ConfigError
+from nas.ray_backend.trainable import FINAL_KEY, RUNG_KEY
+
+__all__ = ["StudySearcher"]
+
+# How often a searcher with no room left re-reads the study (Tune polls suggest() often).
+_RECHECK_S = 1.0
+
+
+@dataclass
+class _Live:
+    trial: optuna.Trial
+    heartbeat: Any  # optuna.storages._heartbeat.BaseHeartbeatThread
+
+
+class StudySearcher(Searcher):
+    """Ask/tell our Optuna study from Ray Tune until it has ``trials`` finished trials.
+
+    ``search`` is a resolved :class:`nas.search.Search`; the study is opened lazily with the
+    registry sampler, so the searcher pickles as its configuration (Tune saves it).
+    ``progress(counts)`` is called after every finished trial; ``deadline`` (a
+    ``time.time()`` value) stops starting new trials; ``stopper`` names the scheduler in the
+    reason of the trials it stops.
+    """
+
+    def __init__(self, search: Any, *, trials: int, deadline: float | None = None,  # noqa: ANN401
+                 progress: Callable[[Any], None] | None = None, stopper: str = "the Ray scheduler") -> None:
+        super().__init__(metric=None, mode=None)
+        self.search = search
+        self.trials = trials
+        self.deadline = deadline
+        self.progress = progress
+        self.stopper = stopper
+        self._study: optuna.Study | None = None
+        self._live: dict[str, _Live] = {}
+        self._blocked_until = 0.0
+        self.told: dict[str, TrialState] = {}  # Ray trial id -> the state told to the study
+
+    # ----- Tune's Searcher interface ------------------------------------------------------
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        """The space is ours (the study's); accept Tune's metric/mode without using them."""
+        return True
+
+    @property
+    def study(self) -> optuna.Study:
+        """The study, opened on first use with the search's sampler and storage."""
+        if self._study is None:
+            self._study = self.search.open()
+        return self._study
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        """Ask the study for a trial and sample its decisions; FINISHED once the study is full."""
+        from optuna.storages import fail_stale_trials
+        from optuna.storages._heartbeat import get_heartbeat_thread
+
+        from nas.search import _locked, finished_trials
+
+        if time.monotonic() < self._blocked_until:
+            return None
+        study = self.study
+        with _locked(self.search.results_dir / ".ask.lock"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fail_stale_trials(study)
+            finished = len(finished_trials(study))
+            if finished >= self.trials or (self.deadline is not None and time.time() > self.deadline):
+                return Searcher.FINISHED
+            running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+            if finished + running >= self.trials:
+                # Room only if a running trial (ours or another worker's) fails.
+                self._blocked_until = time.monotonic() + _RECHECK_S
+                return None
+            trial = study.ask()
+        heartbeat = get_heartbeat_thread(trial._trial_id, study._storage)
+        heartbeat.start()
+        self._live[trial_id] = _Live(trial, heartbeat)
+        try:
+            self.search.space.suggest(trial)
+        except ConfigError:
+            pass  # an unbuildable point: the worker re-suggests, gets the same error, records FAIL
+        return {"number": trial.number, "optuna_trial_id": trial._trial_id}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Tell the study how the trial ended (see the module docstring)."""
+        live = self._live.pop(trial_id, None)
+        if live is None:
+            return
+        live.heartbeat.join()
+        trial = live.trial
+        if result is not None and FINAL_KEY in result:
+            state = TrialState[result[FINAL_KEY]]
+            values = result["values"] if state == TrialState.COMPLETE else None
+        elif error:
+            state, values = TrialState.FAIL, None
+            self._set_status(trial, "error", f"the Ray trial {trial_id} failed after "
+                             f"{trial.user_attrs.get('ray_attempts', 0)} attempt(s); see its error.txt "
+                             "under the run's Ray directory")
+        elif result is not None and RUNG_KEY in result:
+            state, values = TrialState.PRUNED, None
+            self._set_status(trial, "pruned", f"stopped by {self.stopper} at rung {result[RUNG_KEY] - 1} "
+                             f"(step {result.get('step')})")
+        else:
+            state, values = TrialState.FAIL, None
+            self._set_status(trial, "interrupted", "the Ray trial ended before reporting")
+        self.study.tell(trial, values, state=state)
+        self.told[trial_id] = state
+        if self.progress is not None:
+            from nas.search import count
+
+            self.progress(count(self.study))
+
+    def close(self) -> int:
+        """Record trials still running (the run was interrupted) as FAIL ``interrupted``.
+
+        They do not count toward ``trials``; the next run replaces them.  Returns how many.
+        """
+        interrupted = 0
+        for trial_id in list(self._live):
+            live = self._live.pop(trial_id)
+            live.heartbeat.join()
+            self._set_status(live.trial, "interrupted", "the search stopped while the trial ran")
+            self.study.tell(live.trial, state=TrialState.FAIL)
+            self.told[trial_id] = TrialState.FAIL
+            interrupted += 1
+        return interrupted
+
+    # ----- persistence: the study is the state; Tune's pickles keep only the configuration ----
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_study=None, _live={}, progress=None)
+        return state
+
+    def save(self, checkpoint_path: str) -> None:
+        """Tune saves searchers with the experiment; ours holds no state beyond the study."""
+        import pickle
+
+        Path(checkpoint_path).write_bytes(pickle.dumps({"told": {k: v.name for k, v in self.told.items()}}))
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Inverse of :meth:`save`."""
+        import pickle
+
+        data = pickle.loads(Path(checkpoint_path).read_bytes())
+        self.told = {k: TrialState[v] for k, v in data["told"].items()}
+
+    @staticmethod
+    def _set_status(trial: optuna.Trial, status: str, reason: str) -> None:
+        trial.set_user_attr("status", status)
+        trial.set_user_attr("reason", reason)

@@ -1,0 +1,181 @@
+"""`python -m nas.search --backend ray`: Ray Tune driving our sampler and study, locally and on two nodes."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import optuna
+import pytest
+import ray
+from optuna.trial import TrialState
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from nas.pareto import front_trials, write_reports
+from nas.search import SearchConfig, finished_trials, main
+from nas.tune import make_scheduler, ray_session, run_ray_search
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # read when Ray starts: no token for test clusters
+
+TINY = Path(__file__).parent / "data" / "tiny.yaml"
+OBJECTIVES = ["val_loss", "fid_proxy", "throughput"]
+
+
+def cli_args(out: Path, *extra: str, trials: int = 4) -> list[str]:
+    return ["--space", str(TINY), "--budget", "tiny", "--trials", str(trials), "--out", str(out), "--device", "cpu",
+            "--sampler", "random", "--backend", "ray", *extra]
+
+
+def load(out: Path, name: str = "tiny") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{out / name}.db")
+
+
+def unconstrained_space(tmp_path: Path) -> Path:
+    """The tiny space with a parameter limit nothing reaches: every candidate trains (and reaches a rung)."""
+    space = tmp_path / "open.yaml"
+    space.write_text(f"extends: {TINY}\nname: open\nconstraints: {{max_params: 1.0e9}}\n")
+    return space
+
+
+def config(out: Path, *, space: Path, trials: int, sampler: str = "random", **kw: object) -> SearchConfig:
+    return SearchConfig(space=str(space), trials=trials, sampler=sampler, budget="tiny", storage=None,
+                        study_name=None, seed=0, workers=1, device="cpu", out=str(out), prune=True, timeout=None,
+                        backend="ray", **kw)
+
+
+class TestLocalRay:
+    """One local Ray (started the way the CLI starts it) shared by these tests."""
+
+    @pytest.fixture(scope="class", autouse=True)
+    def local_ray(self) -> object:
+        with ray_session():
+            yield ray
+
+    @pytest.fixture(scope="class")
+    def smoke(self, tmp_path_factory: pytest.TempPathFactory) -> Path:
+        out = tmp_path_factory.mktemp("ray")
+        assert main(cli_args(out, trials=4)) == 0
+        return out
+
+    def test_local_ray_is_sized_to_the_machine(self) -> None:
+        assert ray.cluster_resources()["CPU"] == os.cpu_count()
+
+    def test_smoke_search_records_like_the_optuna_backend(self, smoke: Path) -> None:
+        study = load(smoke)
+        assert len(finished_trials(study)) == 4 and len(study.trials) == 4
+        assert study.metric_names == OBJECTIVES
+        for t in study.trials:
+            attrs = t.user_attrs
+            assert {"spec", "spec_digest", "params", "macs", "budget", "seed", "status", "feasible"} <= set(attrs)
+            assert attrs["ray_attempts"] == 1 and attrs["ray_node_id"] and ":" in attrs["ray_host"]
+            if t.state == TrialState.COMPLETE:
+                assert len(t.values) == 3
+            if attrs["status"] == "ok":
+                assert t.values == [attrs["val_loss"], attrs["fid_proxy"], attrs["throughput"]]
+                assert {"kid_mean", "fid_floor", "curve", "rung0_val_loss"} <= set(attrs)
+            if attrs["status"] == "infeasible":
+                assert t.state == TrialState.COMPLETE and "steps" not in attrs  # the gate stopped it
+        assert (smoke / "tiny" / "artifacts").is_dir() and any((smoke / "tiny" / "artifacts").iterdir())
+        assert list((smoke / "tiny" / "ray").iterdir()), "Ray's results go under <out>/<study>/ray"
+        paths = write_reports(study, smoke / "again")
+        assert all(p.stat().st_size > 0 for p in paths.values())
+
+    def test_export_reads_the_study(self, smoke: Path) -> None:
+        export = pytest.importorskip("nas.export")
+        assert front_trials(load(smoke)), "the tiny run should have a feasible trial"
+        target = smoke / "best.yaml"
+        assert export.main(["--study", "tiny", "--storage", f"sqlite:///{smoke}/tiny.db", "--out", str(target)]) == 0
+        assert "spec:" in target.read_text()
+
+    def test_rerun_continues_the_study(self, smoke: Path) -> None:
+        before = {t.number: (t.state, t.values) for t in load(smoke).trials}
+        assert main(cli_args(smoke, trials=6)) == 0
+        study = load(smoke)
+        assert len(finished_trials(study)) == 6 and len(study.trials) == 6  # no surplus, nothing lost
+        assert {t.number: (t.state, t.values) for t in study.trials if t.number in before} == before
+
+    def test_scheduler_stops_pruned_errors_fail_and_retries_agree(self, tmp_path: Path) -> None:
+        marker = tmp_path / "crashed-once"
+
+        def flaky(cfg: dict, *, search: SearchConfig) -> None:
+            from nas.ray_backend.trainable import ray_trial
+
+            if cfg["number"] == 1:
+                raise RuntimeError("this worker always crashes")
+            if cfg["number"] == 2 and not marker.exists():
+                marker.touch()
+                raise RuntimeError("this worker crashes once")
+            ray_trial(cfg, search=search)
+
+        space = unconstrained_space(tmp_path)
+        assert run_ray_search(config(tmp_path, space=space, trials=3), scheduler=StopTrialZero(),
+                              trainable=flaky) == 0
+        study = load(tmp_path, "open")
+        by_number = {t.number: t for t in study.trials}
+        stopped, failed, retried = by_number[0], by_number[1], by_number[2]
+        assert stopped.state == TrialState.PRUNED and stopped.user_attrs["status"] == "pruned"
+        assert "stopped by StopTrialZero at rung 0" in stopped.user_attrs["reason"]
+        assert "rung0_val_loss" in stopped.user_attrs and "fid_proxy" not in stopped.user_attrs
+        assert failed.state == TrialState.FAIL and failed.user_attrs["status"] == "error"
+        assert "failed after" in failed.user_attrs["reason"]
+        assert retried.state == TrialState.COMPLETE and retried.user_attrs["status"] == "ok"
+        assert len(finished_trials(study)) == 3 and len(study.trials) == 3
+        front = {t.number for t in front_trials(study)}
+        assert front == {2}  # neither the pruned nor the failed trial
+
+
+class StopTrialZero(FIFOScheduler):
+    """Stops the trial with Optuna number 0 at its first rung report."""
+
+    def on_trial_result(self, tune_controller: object, trial: object, result: dict) -> str:
+        if trial.config["number"] == 0 and "rung" in result:
+            return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
+
+def test_asha_is_clocked_by_rungs_and_ignores_the_final_report() -> None:
+    from ray.tune.experiment import Trial
+
+    from nas.space import load_space
+
+    budget = load_space(TINY).budgets["tiny"]
+    assert make_scheduler(dataclasses.replace(budget, rungs=())) is None  # nothing to stop at
+    scheduler = make_scheduler(budget, reduction_factor=1000)
+    good, bad = Trial("ray_trial", stub=True), Trial("ray_trial", stub=True)
+    for trial in (good, bad):
+        scheduler.on_trial_add(None, trial)
+    assert scheduler.on_trial_result(None, good, {"rung": 1, "step": 2, "val_loss": 0.5}) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, bad, {"rung": 1, "step": 2, "val_loss": 0.7}) == TrialScheduler.STOP
+    # The final report (no rung number) never stops a trial, however bad its loss.
+    final = {"optuna_state": "COMPLETE", "val_loss": 9.0}
+    assert scheduler.on_trial_result(None, good, final) == TrialScheduler.CONTINUE
+
+
+def test_two_node_cluster_runs_trials_on_both_nodes(tmp_path: Path) -> None:
+    from ray.cluster_utils import Cluster
+
+    assert not ray.is_initialized()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                           "object_store_memory": 100 * 1024**2})
+    try:
+        cluster.add_node(num_cpus=1, object_store_memory=100 * 1024**2)
+        space = unconstrained_space(tmp_path)
+        cfg = config(tmp_path, space=space, trials=4, address=cluster.address, max_concurrent=2)
+        assert run_ray_search(cfg) == 0
+        assert not ray.is_initialized(), "the search disconnects from a cluster it joined"
+        study = load(tmp_path, "open")
+        assert len(finished_trials(study)) == 4 and len(study.trials) == 4
+        nodes = {t.user_attrs["ray_node_id"] for t in study.trials}
+        assert nodes == alive_node_ids(cluster.address) and len(nodes) == 2
+    finally:
+        cluster.shutdown()
+
+
+def alive_node_ids(address: str) -> set[str]:
+    """The node ids of the cluster at ``address`` (through a short-lived connection)."""
+    ray.init(address=address, log_to_driver=False)
+    try:
+        return {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    finally:
+        ray.shutdown()
