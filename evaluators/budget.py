@@ -38,17 +38,17 @@ class Budget:
         time_limit_s: wall-clock cap of one evaluation; past it the candidate is ``timeout``.
     """
 
-    steps: int = 150
+    steps: int = 100
     batch_size: int = 32
     fid_samples: int = 256
     sample_steps: int = 10
     lr: float = 2e-3
-    warmup_steps: int = 20
+    warmup_steps: int = 12
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.99
     rungs: tuple[float, ...] = (0.25, 0.5)
-    val_images: int = 128
+    val_images: int = 96
     val_timesteps: int = 8
     throughput_batch: int = 32
     time_limit_s: float = 600.0
