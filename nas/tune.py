@@ -86,7 +86,9 @@ def ray_session(address: str | None = None) -> Iterator[None]:
     if address is None:
         # A private, single-user cluster: no token to generate, nothing for the user to set up.
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        kwargs.update(num_cpus=os.cpu_count() or 1, include_dashboard=False,
+        # "local": a new private instance even when another Ray runs on this machine (a plain
+        # ray.init() would join that one, e.g. a `ray start` head or a test cluster).
+        kwargs.update(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
                       object_store_memory=LOCAL_OBJECT_STORE_BYTES)
     else:
         kwargs.update(address=address)
@@ -125,6 +127,13 @@ def _check(config: SearchConfig) -> None:
                           key="--device")
 
 
+def _check_fits(resources: dict[str, float], *, cpus: float, gpus: float) -> None:
+    for name, key, need in (("CPU", "--cpus-per-trial", cpus), ("GPU", "--gpus-per-trial", gpus)):
+        if need > resources.get(name, 0):
+            raise ConfigError(f"a trial asks for {need:g} {name}s, this machine's Ray has "
+                              f"{resources.get(name, 0):g}", key=key)
+
+
 def run_ray_search(config: SearchConfig, *, scheduler: TrialScheduler | None = None,
                    trainable: Callable[..., None] | None = None) -> int:
     """Run the search through Ray Tune, then write the reports; returns the exit code.
@@ -140,16 +149,25 @@ def run_ray_search(config: SearchConfig, *, scheduler: TrialScheduler | None = N
     from nas.ray_backend.searcher import StudySearcher
     from nas.ray_backend.trainable import ray_trial
     from nas.search import Search, _finish, _progress_bar, _quiet, count
+    from nas.space import load_space
 
     _quiet()
     _check(config)
     config = _absolute(config)
+    # Bad input fails before Ray starts (the budget default waits for the cluster's resources).
+    if config.budget is None:
+        load_space(config.space)
+    else:
+        Search.resolve(dataclasses.replace(config, device="cpu"))
     with ray_session(config.address):
         gpus = config.gpus_per_trial
         if gpus is None:  # one GPU per trial where the cluster has GPUs
             gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
         if config.device == "cuda" and gpus == 0:
             raise ConfigError("--device cuda needs --gpus-per-trial above 0", key="--device")
+        if not (config.address or os.environ.get("RAY_ADDRESS")):
+            # A local Ray never grows: a trial bigger than the machine would wait forever.
+            _check_fits(ray.cluster_resources(), cpus=config.cpus_per_trial, gpus=gpus)
         budget = config.budget or ("gpu" if gpus > 0 else "cpu")
         # The driver never trains: resolve names and paths on CPU; workers resolve their device.
         search = Search.resolve(dataclasses.replace(config, budget=budget, device="cpu"))
@@ -174,7 +192,7 @@ def run_ray_search(config: SearchConfig, *, scheduler: TrialScheduler | None = N
             fn,
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
                                         max_concurrent_trials=config.max_concurrent, reuse_actors=True),
-            run_config=tune.RunConfig(name=f"{search.study_name}-{time.strftime('%Y%m%d-%H%M%S')}",
+            run_config=tune.RunConfig(name=f"{search.study_name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
                                       storage_path=str(run_dir), verbose=0,
                                       callbacks=[JsonLoggerCallback(), CSVLoggerCallback()],
                                       failure_config=tune.FailureConfig(max_failures=1)))

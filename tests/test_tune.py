@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
 from pathlib import Path
 
 import optuna
@@ -13,6 +14,7 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from nas.pareto import front_trials, write_reports
+from nas.samplers import sampler_names
 from nas.search import SearchConfig, finished_trials, main
 from nas.tune import make_scheduler, ray_session, run_ray_search
 
@@ -90,9 +92,9 @@ class TestLocalRay:
 
     def test_rerun_continues_the_study(self, smoke: Path) -> None:
         before = {t.number: (t.state, t.values) for t in load(smoke).trials}
-        assert main(cli_args(smoke, trials=6)) == 0
+        assert main(cli_args(smoke, trials=5)) == 0
         study = load(smoke)
-        assert len(finished_trials(study)) == 6 and len(study.trials) == 6  # no surplus, nothing lost
+        assert len(finished_trials(study)) == 5 and len(study.trials) == 5  # no surplus, nothing lost
         assert {t.number: (t.state, t.values) for t in study.trials if t.number in before} == before
 
     def test_scheduler_stops_pruned_errors_fail_and_retries_agree(self, tmp_path: Path) -> None:
@@ -134,6 +136,69 @@ class StopTrialZero(FIFOScheduler):
         return TrialScheduler.CONTINUE
 
 
+@pytest.mark.parametrize("sampler", sampler_names())
+def test_searcher_drives_the_study_with_every_sampler(tmp_path: Path, sampler: str) -> None:
+    """The driver side alone (no Ray cluster): ask, sample, the four ways a trial ends, FINISHED."""
+    from ray.tune.search import Searcher
+
+    from nas.ray_backend.searcher import StudySearcher
+    from nas.search import Search
+
+    search = Search.resolve(config(tmp_path, space=TINY, trials=4, sampler=sampler))
+    searcher = StudySearcher(search, trials=4)
+    asked = {key: searcher.suggest(key) for key in "abcd"}
+    assert searcher.suggest("e") is None  # four running: no room
+    study = searcher.study
+    for cfg in asked.values():
+        trial = study.trials[cfg["number"]]
+        assert trial.state == TrialState.RUNNING and trial.params  # decisions sampled on the driver
+        assert cfg["optuna_trial_id"] == trial._trial_id
+    searcher.on_trial_complete("a", {"optuna_state": "COMPLETE", "values": [0.1, 20.0, 300.0], "val_loss": 0.1})
+    searcher.on_trial_complete("b", {"rung": 1, "step": 2, "val_loss": 0.5})  # stopped by the scheduler
+    searcher.on_trial_complete("c", None, error=True)  # Ray gave up on it
+    searcher.on_trial_complete("d", None)  # ended without a report
+    states = {key: study.trials[cfg["number"]] for key, cfg in asked.items()}
+    assert states["a"].state == TrialState.COMPLETE and states["a"].values == [0.1, 20.0, 300.0]
+    assert states["b"].state == TrialState.PRUNED and states["b"].user_attrs["reason"].endswith("at rung 0 (step 2)")
+    assert states["c"].state == TrialState.FAIL and states["c"].user_attrs["status"] == "error"
+    assert states["d"].state == TrialState.FAIL and states["d"].user_attrs["status"] == "interrupted"
+    replacement = searcher.suggest("e")  # the interrupted trial does not count: one more
+    assert replacement["number"] == 4 and searcher.suggest("f") is None
+    assert searcher.close() == 1 and study.trials[4].user_attrs["status"] == "interrupted"
+    again = pickle.loads(pickle.dumps(searcher))  # Tune pickles its searcher with the experiment
+    last = again.suggest("g")
+    assert last["number"] == 5
+    optuna.Trial(again.study, last["optuna_trial_id"]).set_user_attr("status", "diverged")  # as a worker does
+    again.on_trial_complete("g", {"optuna_state": "FAIL", "values": None, "val_loss": float("nan")})
+    assert again.suggest("h") == Searcher.FINISHED  # a candidate's own failure counts
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--workers", "2"], "--workers: --workers is for the optuna backend; with Ray use --max-concurrent"),
+    (["--cpus-per-trial", "0"], "--cpus-per-trial: expected a positive number, got 0.0"),
+    (["--device", "cuda:1"], "--device: Ray assigns devices to trials"),
+    (["--budget", "huge"], "--budget: unknown budget 'huge'"),
+])
+def test_bad_input_fails_before_ray_starts(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
+                                           message: str) -> None:
+    args = [a for a in cli_args(tmp_path) if a not in ("--budget", "tiny")] + extra
+    if "--budget" not in extra:
+        args += ["--budget", "tiny"]
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert not ray.is_initialized()
+
+
+def test_a_trial_bigger_than_the_local_machine_is_an_error() -> None:
+    from nas.errors import ConfigError
+    from nas.tune import _check_fits
+
+    _check_fits({"CPU": 2.0}, cpus=2, gpus=0)
+    with pytest.raises(ConfigError, match="--gpus-per-trial: a trial asks for 0.5 GPUs, this machine's Ray has 0"):
+        _check_fits({"CPU": 2.0}, cpus=1, gpus=0.5)
+
+
 def test_asha_is_clocked_by_rungs_and_ignores_the_final_report() -> None:
     from ray.tune.experiment import Trial
 
@@ -161,21 +226,14 @@ def test_two_node_cluster_runs_trials_on_both_nodes(tmp_path: Path) -> None:
     try:
         cluster.add_node(num_cpus=1, object_store_memory=100 * 1024**2)
         space = unconstrained_space(tmp_path)
-        cfg = config(tmp_path, space=space, trials=4, address=cluster.address, max_concurrent=2)
+        # Two at once on two one-CPU nodes: one trial on each.
+        cfg = config(tmp_path, space=space, trials=2, address=cluster.address, max_concurrent=2)
         assert run_ray_search(cfg) == 0
         assert not ray.is_initialized(), "the search disconnects from a cluster it joined"
         study = load(tmp_path, "open")
-        assert len(finished_trials(study)) == 4 and len(study.trials) == 4
+        assert len(finished_trials(study)) == 2 and len(study.trials) == 2
         nodes = {t.user_attrs["ray_node_id"] for t in study.trials}
-        assert nodes == alive_node_ids(cluster.address) and len(nodes) == 2
+        assert nodes == {node.node_id for node in cluster.list_all_nodes()}
+        assert len({t.user_attrs["ray_host"] for t in study.trials}) == 2
     finally:
         cluster.shutdown()
-
-
-def alive_node_ids(address: str) -> set[str]:
-    """The node ids of the cluster at ``address`` (through a short-lived connection)."""
-    ray.init(address=address, log_to_driver=False)
-    try:
-        return {n["NodeID"] for n in ray.nodes() if n["Alive"]}
-    finally:
-        ray.shutdown()

@@ -24,6 +24,7 @@ once with the same decisions, as in the Optuna backend.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from collections.abc import Callable
@@ -107,7 +108,10 @@ class StudySearcher(Searcher):
                 # Room only if a running trial (ours or another worker's) fails.
                 self._blocked_until = time.monotonic() + _RECHECK_S
                 return None
-            trial = study.ask()
+            with warnings.catch_warnings():
+                # Ask/tell with a heartbeat is deliberate here (the driver beats for its trials).
+                warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+                trial = study.ask()
         heartbeat = get_heartbeat_thread(trial._trial_id, study._storage)
         heartbeat.start()
         self._live[trial_id] = _Live(trial, heartbeat)
@@ -122,6 +126,7 @@ class StudySearcher(Searcher):
         live = self._live.pop(trial_id, None)
         if live is None:
             return
+        self._blocked_until = 0.0  # a finished trial may make room
         live.heartbeat.join()
         trial = live.trial
         if result is not None and FINAL_KEY in result:
@@ -139,7 +144,7 @@ class StudySearcher(Searcher):
         else:
             state, values = TrialState.FAIL, None
             self._set_status(trial, "interrupted", "the Ray trial ended before reporting")
-        self.study.tell(trial, values, state=state)
+        self._tell(trial, values, state)
         self.told[trial_id] = state
         if self.progress is not None:
             from nas.search import count
@@ -156,7 +161,7 @@ class StudySearcher(Searcher):
             live = self._live.pop(trial_id)
             live.heartbeat.join()
             self._set_status(live.trial, "interrupted", "the search stopped while the trial ran")
-            self.study.tell(live.trial, state=TrialState.FAIL)
+            self._tell(live.trial, None, TrialState.FAIL)
             self.told[trial_id] = TrialState.FAIL
             interrupted += 1
         return interrupted
@@ -164,7 +169,7 @@ class StudySearcher(Searcher):
     # ----- persistence: the study is the state; Tune's pickles keep only the configuration ----
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_study=None, _live={}, progress=None)
+        state.update(_study=None, _live={}, progress=None, _blocked_until=0.0)
         return state
 
     def save(self, checkpoint_path: str) -> None:
@@ -180,7 +185,17 @@ class StudySearcher(Searcher):
         data = pickle.loads(Path(checkpoint_path).read_bytes())
         self.told = {k: TrialState[v] for k, v in data["told"].items()}
 
+    def _tell(self, trial: optuna.Trial, values: list[float] | None, state: TrialState) -> None:
+        try:
+            self.study.tell(trial, values, state=state)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another process sharing the study failed it as stale (its heartbeat lagged); it is
+            # recorded already, and a search must not stop over it.
+            warnings.warn(f"trial {trial.number} was finished by another process; keeping that record",
+                          stacklevel=2)
+
     @staticmethod
     def _set_status(trial: optuna.Trial, status: str, reason: str) -> None:
-        trial.set_user_attr("status", status)
-        trial.set_user_attr("reason", reason)
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # see _tell
+            trial.set_user_attr("status", status)
+            trial.set_user_attr("reason", reason)
