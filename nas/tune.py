@@ -168,6 +168,10 @@ def run_ray_search(config: SearchConfig, *, scheduler: TrialScheduler | None = N
         if not (config.address or os.environ.get("RAY_ADDRESS")):
             # A local Ray never grows: a trial bigger than the machine would wait forever.
             _check_fits(ray.cluster_resources(), cpus=config.cpus_per_trial, gpus=gpus)
+        elif len(ray.nodes()) > 1 and not (config.storage or "").startswith(("postgresql", "mysql")):
+            print("note: workers on every node record their trials in the storage; with several nodes use "
+                  "PostgreSQL (--storage postgresql+psycopg://...), or a path on a file system all nodes share",
+                  file=sys.stderr)
         budget = config.budget or ("gpu" if gpus > 0 else "cpu")
         # The driver never trains: resolve names and paths on CPU; workers resolve their device.
         search = Search.resolve(dataclasses.replace(config, budget=budget, device="cpu"))
@@ -209,4 +213,8 @@ def run_ray_search(config: SearchConfig, *, scheduler: TrialScheduler | None = N
         print("\ninterrupted: finished trials are recorded; run the same command to continue", file=sys.stderr)
     _finish(search, study)
     print(f"ray results: {run_dir}")
+    if searcher.broken:
+        print(f"stopped: the last {searcher.consecutive_errors} trials failed in Ray workers; their errors are in "
+              f"{run_dir}/*/*/error.txt", file=sys.stderr)
+        return 1
     return 130 if interrupted else 0

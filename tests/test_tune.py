@@ -173,6 +173,20 @@ def test_searcher_drives_the_study_with_every_sampler(tmp_path: Path, sampler: s
     assert again.suggest("h") == Searcher.FINISHED  # a candidate's own failure counts
 
 
+def test_searcher_stops_after_trials_keep_failing_in_ray(tmp_path: Path) -> None:
+    from ray.tune.search import Searcher
+
+    from nas.ray_backend.searcher import MAX_CONSECUTIVE_ERRORS, StudySearcher
+    from nas.search import Search
+
+    searcher = StudySearcher(Search.resolve(config(tmp_path, space=TINY, trials=10)), trials=10)
+    for i in range(MAX_CONSECUTIVE_ERRORS):
+        assert not searcher.broken
+        searcher.suggest(str(i))
+        searcher.on_trial_complete(str(i), None, error=True)
+    assert searcher.broken and searcher.suggest("next") == Searcher.FINISHED
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (["--workers", "2"], "--workers: --workers is for the optuna backend; with Ray use --max-concurrent"),
     (["--cpus-per-trial", "0"], "--cpus-per-trial: expected a positive number, got 0.0"),

@@ -39,10 +39,13 @@ from ray.tune.search import Searcher
 from nas.errors import ConfigError
 from nas.ray_backend.trainable import FINAL_KEY, RUNG_KEY
 
-__all__ = ["StudySearcher"]
+__all__ = ["MAX_CONSECUTIVE_ERRORS", "StudySearcher"]
 
 # How often a searcher with no room left re-reads the study (Tune polls suggest() often).
 _RECHECK_S = 1.0
+# Trials in a row that Ray gave up on before the search stops: a broken setup (a storage the
+# workers cannot reach, a missing package on a node) would otherwise fail every remaining trial.
+MAX_CONSECUTIVE_ERRORS = 3
 
 
 @dataclass
@@ -73,6 +76,7 @@ class StudySearcher(Searcher):
         self._live: dict[str, _Live] = {}
         self._blocked_until = 0.0
         self.told: dict[str, TrialState] = {}  # Ray trial id -> the state told to the study
+        self.consecutive_errors = 0
 
     # ----- Tune's Searcher interface ------------------------------------------------------
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
@@ -101,7 +105,8 @@ class StudySearcher(Searcher):
                 warnings.simplefilter("ignore")
                 fail_stale_trials(study)
             finished = len(finished_trials(study))
-            if finished >= self.trials or (self.deadline is not None and time.time() > self.deadline):
+            if (finished >= self.trials or (self.deadline is not None and time.time() > self.deadline)
+                    or self.broken):
                 return Searcher.FINISHED
             running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
             if finished + running >= self.trials:
@@ -129,11 +134,12 @@ class StudySearcher(Searcher):
         self._blocked_until = 0.0  # a finished trial may make room
         live.heartbeat.join()
         trial = live.trial
+        ray_error = False
         if result is not None and FINAL_KEY in result:
             state = TrialState[result[FINAL_KEY]]
             values = result["values"] if state == TrialState.COMPLETE else None
         elif error:
-            state, values = TrialState.FAIL, None
+            state, values, ray_error = TrialState.FAIL, None, True
             self._set_status(trial, "error", f"the Ray trial {trial_id} failed after "
                              f"{trial.user_attrs.get('ray_attempts', 0)} attempt(s); see its error.txt "
                              "under the run's Ray directory")
@@ -146,10 +152,16 @@ class StudySearcher(Searcher):
             self._set_status(trial, "interrupted", "the Ray trial ended before reporting")
         self._tell(trial, values, state)
         self.told[trial_id] = state
+        self.consecutive_errors = self.consecutive_errors + 1 if ray_error else 0
         if self.progress is not None:
             from nas.search import count
 
             self.progress(count(self.study))
+
+    @property
+    def broken(self) -> bool:
+        """Whether the last :data:`MAX_CONSECUTIVE_ERRORS` trials all failed in Ray (no more are started)."""
+        return self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS
 
     def close(self) -> int:
         """Record trials still running (the run was interrupted) as FAIL ``interrupted``.
