@@ -2,7 +2,7 @@
 
 Ray Tune runs each candidate as a function trainable with ``{cpu: --cpus-per-trial, gpu:
 --gpus-per-trial}``; our Optuna sampler (any registry name) proposes candidates into our Optuna
-storage and study (:class:`nas.ray_backend.StudySearcher`, which says why it is not
+storage and study (:class:`nas.ray_backend.searcher.StudySearcher`, which says why it is not
 ``OptunaSearch``), and each worker records its trial exactly as the Optuna backend does
 (:mod:`nas.ray_backend.trainable`).  The study therefore has the same objective names, user
 attributes, constraints and artifacts whichever backend filled it, and ``nas.pareto``,
