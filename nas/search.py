@@ -297,13 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
     ray = parser.add_argument_group("Ray Tune backend (--backend ray; see nas.tune)")
     ray.add_argument("--backend", default="optuna", choices=["optuna", "ray"],
                      help="optuna: worker processes on this machine; ray: trials scheduled by Ray Tune")
-    ray.add_argument("--address", default=None, help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT "
-                     "(default: $RAY_ADDRESS, else start a local Ray sized to this machine)")
+    ray.add_argument("--address", default=None, help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT; "
+                     "if not given, $RAY_ADDRESS, else a new local Ray sized to this machine")
     ray.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs Ray reserves per trial")
     ray.add_argument("--gpus-per-trial", type=float, default=None,
-                     help="GPUs Ray reserves per trial, fractions allowed (default: 1 if the cluster has GPUs, else 0)")
-    ray.add_argument("--max-concurrent", type=int, default=None, help="trials running at once (default: as "
-                     "many as the resources allow)")
+                     help="GPUs Ray reserves per trial, fractions allowed; if not given, 1 when the cluster has GPUs")
+    ray.add_argument("--max-concurrent", type=int, default=None,
+                     help="trials running at once; if not given, as many as the resources allow")
     return parser
 
 
