@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nas.cli import HelpFormatter
 from nas.errors import ConfigError, close_match_hint, exit_on_config_error
 
 if TYPE_CHECKING:
@@ -327,18 +328,9 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, *, storage_url: str, o
 
 
 # ----- command line -------------------------------------------------------------------------
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except None/False ones (their help says what happens instead)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False):
-            return action.help
-        return super()._get_help_string(action)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m nas.export", description=__doc__.split("\n\n")[0],
-                                     formatter_class=_HelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--study", required=True, help="study name (the space's name by default in nas.search)")
     parser.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///results/STUDY.db)")
     parser.add_argument("--pick", default="knee", help="knee, best:<metric> or trial:<N>")

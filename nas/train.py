@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nas.cli import HelpFormatter
 from nas.errors import ConfigError, close_match_hint, exit_on_config_error
 
 if TYPE_CHECKING:
@@ -290,18 +291,9 @@ def _write_model_yaml(out: Path, spec: UNetSpec, settings: RunSettings, final: d
 
 
 # ----- command line -------------------------------------------------------------------------
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except None/False ones (their help says what happens instead)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False):
-            return action.help
-        return super()._get_help_string(action)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m nas.train", description=__doc__.split("\n\n")[0],
-                                     formatter_class=_HelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--config", required=True, help="a spec YAML, e.g. as nas.export writes it")
     parser.add_argument("--out", required=True, help="run directory (refused if it exists, unless --resume)")
     parser.add_argument("--steps", type=int, default=None,
