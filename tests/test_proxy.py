@@ -156,3 +156,16 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "evaluators", "--config", str(spec_path), "--budget", "huge"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--budget: unknown budget 'huge'" in proc.stderr
+
+
+def test_floor_is_setup_not_per_candidate_overhead(context: EvalContext) -> None:
+    """The real-vs-real floor depends on the budget only: computed once, counted as setup."""
+    before = context.setup_seconds
+    context.prepare(SMOKE)
+    once = context.setup_seconds
+    context.prepare(SMOKE)
+    assert once >= before and context.setup_seconds - once < 0.05
+    result = evaluate(SMALL, budget=SMOKE, context=context)
+    assert result.fid_floor == context.reference.floor(SMOKE.fid_samples, seed=0)
+    productive = result.train_seconds + result.sampling_seconds + result.timing_seconds
+    assert abs(result.overhead_seconds - (result.eval_seconds - productive)) < 1e-6
