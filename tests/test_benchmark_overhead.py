@@ -1,0 +1,48 @@
+"""benchmarks/overhead.py --size quick: both backends run, and the output has the documented structure.
+
+Runs two real searches (Optuna and Ray, smoke budget, 2 trials each); Ray's start-up makes this
+the slow part (about a minute and a half on 2 busy cores).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RUN_KEYS = {"backend": str, "budget": str, "workers": int, "trials": int, "wall_s": float, "compute_s": float,
+            "evaluator_overhead_s": float, "other_s": float, "compute_share": float,
+            "evaluator_overhead_share": float, "other_share": float, "overhead_share": float,
+            "trial_span_s": float, "fixed_startup_s": float, "other_in_span_s": float,
+            "overhead_per_trial_s": float, "statuses": dict, "per_trial": list}
+TRIAL_KEYS = {"number", "state", "status", "duplicate_of", "compute_s", "eval_s", "outside_eval_s", "span_s"}
+
+
+def test_quick_size_writes_json_and_plot(tmp_path: Path) -> None:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    proc = subprocess.run([sys.executable, "benchmarks/overhead.py", "--size", "quick", "--out", str(tmp_path)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=400, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "overhead.png").stat().st_size > 0
+    data = json.loads((tmp_path / "overhead.json").read_text())
+    for key in ("command", "machine", "date", "size", "sampler", "seed", "device", "workers", "runs", "table"):
+        assert key in data
+    assert data["size"] == "quick"
+    runs = data["runs"]
+    assert [(r["backend"], r["budget"]) for r in runs] == [("optuna", "smoke"), ("ray", "smoke")]
+    for run in runs:
+        for key, kind in RUN_KEYS.items():
+            assert isinstance(run[key], kind), (run["backend"], key, run[key])
+        assert run["trials"] == 2 and len(run["per_trial"]) == 2
+        assert sum(run["statuses"].values()) == 2
+        for trial in run["per_trial"]:
+            assert set(trial) == TRIAL_KEYS
+        # The three shares split the wall time (an identity of the decomposition, not a measurement).
+        total = run["compute_share"] + run["evaluator_overhead_share"] + run["other_share"]
+        assert abs(total - 1.0) < 1e-9
+    # The markdown table: a header, a rule and one row per run.
+    table = [line for line in proc.stdout.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + len(runs)
