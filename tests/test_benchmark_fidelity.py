@@ -1,0 +1,50 @@
+"""benchmarks/proxy_fidelity.py --size quick: every evaluation runs, the output has its structure,
+and a rerun resumes from runs.jsonl instead of training again."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CORRELATION_KEYS = {"n", "spearman", "spearman_p", "kendall", "kendall_p"}
+
+
+def _run(out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "benchmarks/proxy_fidelity.py", "--size", "quick", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=400, check=False)
+
+
+def test_quick_size_writes_json_plot_and_resumes(tmp_path: Path) -> None:
+    proc = _run(tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "proxy_fidelity.png").stat().st_size > 0
+    data = json.loads((tmp_path / "proxy_fidelity.json").read_text())
+    for key in ("command", "machine", "date", "size", "budgets", "correlations", "seed_noise", "architectures"):
+        assert key in data
+    assert data["size"] == "quick" and "--size quick" in data["command"]
+    assert data["budgets"]["reference"]["steps"] == 8 * data["budgets"]["proxy"]["steps"]
+    assert data["budgets"]["quarter"]["steps"] < data["budgets"]["proxy"]["steps"]
+    assert len(data["architectures"]) == 3
+    for arch in data["architectures"]:
+        assert {"params", "macs", "digest"} <= set(arch)
+        assert set(arch["runs"]) == {"proxy", "quarter", "reference"}
+    assert {"proxy", "quarter", "rung0", "rung1"} <= set(data["correlations"])
+    for name, metrics in data["correlations"].items():
+        for metric, values in metrics.items():
+            assert set(values) == CORRELATION_KEYS, (name, metric)
+    for metric in ("val_loss", "fid_proxy"):
+        noise = data["seed_noise"][metric]
+        assert {"seed_std", "architecture_std", "noise_share", "per_architecture"} <= set(noise)
+        assert [len(p["values"]) for p in noise["per_architecture"]] == [2, 2]
+    runs = (tmp_path / "runs.jsonl").read_text().splitlines()
+    assert len(runs) == 3 * 3 + 2  # proxy, quarter and reference for 3, one more seed for 2
+    table = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    assert len(table) >= 1 + 2 + 2 + 1 + 2  # header and a row per proxy and metric
+
+    again = _run(tmp_path)  # everything cached: nothing is trained again
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "evaluations to run" not in again.stdout
+    assert (tmp_path / "runs.jsonl").read_text().splitlines() == runs
