@@ -13,7 +13,9 @@ Each run is the search a user runs, as a fresh process timed from launch to exit
 then its study (``<tmp>/light.db``) is opened and the wall time split into
 
 * compute: per trial ``train_seconds + sampling_seconds + timing_seconds`` (training steps, FID
-  sampling, cost measurement inside the evaluator; see ``evaluators/proxy.py``);
+  sampling, cost measurement inside the evaluator; see ``evaluators/proxy.py``) plus
+  ``gate_timing_seconds``, the cheap gate's throughput measurement (an objective; the evaluator
+  then runs with ``measure=False``);
 * evaluator overhead: ``eval_seconds`` minus that compute (model build, held-out loss, feature
   extraction, bookkeeping inside :func:`evaluators.proxy.evaluate`);
 * other: ``wall - sum(eval_seconds) / workers``: process start and imports, data and FID
@@ -23,10 +25,6 @@ then its study (``<tmp>/light.db``) is opened and the wall time split into
 Compute and evaluator overhead are worker-seconds; divided by ``workers`` they and "other" add
 up to the wall time.  ``overhead_share = 1 - compute / (wall * workers)``.  Trials that reuse an
 earlier trial's result (``duplicate_of``) copy its timing attributes, so they count no compute.
-
-The cheap gate's throughput measurement (:meth:`nas.objective.CandidateRunner._gate`) is cost
-measurement, but the search records no time for it (the evaluator runs with ``measure=False``),
-so it lands in "other" and this overstates the overhead a little.
 
 Fixed start-up estimate: the process wall minus the span from the first trial's start to the
 last trial's end (trial ``datetime_start``/``datetime_complete``).  It includes what happens after
@@ -128,9 +126,12 @@ def trial_record(trial: Any) -> dict[str, Any]:  # an optuna FrozenTrial
     """One trial's timing: compute, eval seconds (zero for a reused result) and its span."""
     attrs = trial.user_attrs
     reused = attrs.get("duplicate_of") is not None
-    compute = 0.0 if reused else sum(float(attrs.get(k) or 0.0)
-                                     for k in ("train_seconds", "sampling_seconds", "timing_seconds"))
-    evaluated = 0.0 if reused else float(attrs.get("eval_seconds") or 0.0)
+    # The gate's throughput timing measures an objective (the evaluator then skips its own), so it
+    # is candidate compute; it happens outside the evaluator, so it is added to both sums.
+    gate = float(attrs.get("gate_timing_seconds") or 0.0)
+    compute = 0.0 if reused else gate + sum(float(attrs.get(k) or 0.0)
+                                            for k in ("train_seconds", "sampling_seconds", "timing_seconds"))
+    evaluated = 0.0 if reused else gate + float(attrs.get("eval_seconds") or 0.0)
     span = None
     if trial.datetime_start is not None and trial.datetime_complete is not None:
         span = (trial.datetime_complete - trial.datetime_start).total_seconds()

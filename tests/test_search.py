@@ -51,6 +51,7 @@ def test_search_records_trials_reports_and_metrics(finished: Path) -> None:
         assert t.values == [attrs["val_loss"], attrs["fid_proxy"], attrs["throughput"]]
         assert attrs["spec"]["base_channels"] in (8, 16) and attrs["params"] <= 60000
         assert {"macs", "latency_ms", "kid_mean", "fid_floor", "curve"} <= set(attrs)
+        assert attrs["gate_timing_seconds"] > 0  # the throughput objective was measured by the gate
     for name in ("pareto.csv", "trials.csv", "pareto.png", "report.md"):
         assert (finished / "tiny" / name).stat().st_size > 0
     assert len((finished / "tiny" / "trials.csv").read_text().strip().splitlines()) == 1 + len(study.trials)
