@@ -1,0 +1,690 @@
+"""Sampler efficiency on a tabular benchmark: real evaluations of every point of a small space,
+replayed by each sampler, and what multi-objective early stopping saves there.
+
+    python benchmarks/sampler_efficiency.py build  --size cpu     # the real compute (tens of minutes)
+    python benchmarks/sampler_efficiency.py replay --size cpu     # seconds: no training
+
+``build`` evaluates every point of ``benchmarks/tabular_space.yaml`` (a 72-point sub-space of
+``light.yaml``, same data, objectives and constraints) once with the proxy evaluator (seed 0)
+and stores one row per point in ``table.csv``: the decisions, status, objectives, params, MACs,
+the held-out loss at each rung, steps and seconds.  Rows are appended as points finish, so a
+killed build resumes where it stopped.  Points that break the space's constraints are not
+trained, exactly as the search's cheap gate skips them.
+
+``replay`` runs each sampler (``random``, ``nsga2``, ``tpe``, ``evolution``, ``rl``) for N trials
+over several seeds on an in-memory Optuna study opened as ``nas.search`` opens one, answering
+each trial from the table instead of training.  Duplicates, infeasible points and failures are
+recorded by the search's own ``CandidateRunner`` methods.  After every trial it computes the
+hypervolume of the feasible points found so far, with objectives min-max normalised over every
+feasible table row (minimised orientation, reference point 1.1), as a share of the whole
+table's hypervolume.  It then replays ``random`` and ``evolution`` again with
+``ParetoRungRule()`` at the rungs (a stopped trial is PRUNED and costs the steps up to its
+rung) and reports the training steps saved against the final hypervolume share lost.
+
+Sizes: ``quick`` builds the first 4 points at the smoke budget (the test; seconds) and replays
+2 seeds x 8 trials (on that partial table points not in it are recorded FAIL ``missing``);
+``cpu`` builds all 72 points at the cpu recipe cut to 30 steps and 128 FID samples (the
+committed table) and replays 10 seeds x 40% of the table; ``gpu`` builds the table at the full
+cpu budget (100 steps, 256 FID samples) on one GPU, meant to finish within 10 minutes on an
+H100, and replays 20 seeds; nobody has run the gpu size here.  ``replay`` reads ``--table``, by
+default ``OUT/table.csv``, except that the quick size replays the committed complete table
+when there is one.  After the points, ``build`` measures every trained point's throughput again
+in interleaved rounds and keeps the median (the machine may be shared; see
+``remeasure_throughput``).  Output in ``--out`` (default ``results/benchmarks/sampler_efficiency``):
+``table.csv``, ``sampler_efficiency.json``, ``sampler_efficiency.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, output_dir, write_result
+
+NAME = "sampler_efficiency"
+SPACE = REPO / "benchmarks" / "tabular_space.yaml"
+SAMPLER_ORDER = ("random", "nsga2", "tpe", "evolution", "rl")
+PRUNED_SAMPLERS = ("random", "evolution")
+REFERENCE = 1.1  # normalised hypervolume reference point, in every objective
+STATIC_FIELDS = ("params", "macs")
+
+
+@dataclass(frozen=True)
+class Size:
+    """What one ``--size`` builds and replays."""
+
+    budget: str  # a key of table_budgets()
+    points: int | None  # first N points of the enumeration (None: all)
+    trials: int | None  # replay trials (None: 40% of the table)
+    seeds: int
+    throughput_rounds: int  # interleaved throughput measurements per point (see remeasure_throughput)
+
+
+SIZES = {
+    "quick": Size(budget="smoke", points=4, trials=8, seeds=2, throughput_rounds=2),
+    "cpu": Size(budget="cpu-table", points=None, trials=None, seeds=10, throughput_rounds=3),
+    "gpu": Size(budget="cpu", points=None, trials=None, seeds=20, throughput_rounds=3),
+}
+
+
+def table_budgets() -> dict[str, Any]:
+    """Budgets a table can be built at, by the name stored in its rows."""
+    from evaluators.budget import DEFAULT_BUDGETS
+
+    cpu = DEFAULT_BUDGETS["cpu"]
+    # The cpu recipe at 30% of its steps (warm-up scaled too) and half its FID samples: about
+    # 7-60 s per point on one thread, so 72 points build in well under an hour on a shared CPU.
+    return {"smoke": DEFAULT_BUDGETS["smoke"], "cpu": cpu,
+            "cpu-table": dataclasses.replace(cpu.scaled(0.3), fid_samples=128)}
+
+
+def quiet() -> None:
+    """Optuna logs every trial at INFO; the replay runs thousands."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+# ----- the table ------------------------------------------------------------------------------
+def decision_values(space: Any, spec: Any) -> dict[str, Any]:
+    """Each searched decision's value in ``spec`` (``levelN.key`` reads level N; inactive: None)."""
+    out: dict[str, Any] = {}
+    for name, _decision in space.param_names():
+        if name.startswith("level") and "." in name:
+            index, key = name.removeprefix("level").split(".", 1)
+            level = int(index)
+            out[name] = getattr(spec.levels[level], key) if level < len(spec.levels) else None
+        else:
+            out[name] = getattr(spec, name)
+    return out
+
+
+def columns(space: Any, budget: Any) -> list[str]:
+    """The table's header: identity, decisions, outcome, objectives, costs, rungs, timing."""
+    from evaluators.training import rung_steps
+
+    rungs = [f"rung{i}_{k}" for i in range(len(rung_steps(budget))) for k in ("step", "val_loss")]
+    return ["digest", "budget", *[n for n, _ in space.param_names()], "status", "reason", "feasible",
+            "val_loss", "fid_proxy", "fid_floor", "kid_mean", "throughput", "throughput_eval", "throughput_rounds",
+            "torch_threads", "latency_ms", "params", "macs", *rungs, "steps", "train_seconds", "sampling_seconds",
+            "eval_seconds", "wall_seconds"]
+
+
+def _parse(value: str) -> Any:
+    if value == "":
+        return None
+    if value in ("True", "False"):
+        return value == "True"
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
+
+
+def read_table(path: Path) -> list[dict[str, Any]]:
+    """The table's rows with numbers and booleans parsed (empty cells are None)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as fh:
+        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def infeasible_keys(space: Any, costs: dict[str, Any]) -> list[str]:
+    """Constraint keys that ``costs`` break (only metrics present in ``costs`` are checked)."""
+    from nas.space.search_space import CONSTRAINT_KEYS
+
+    broken = []
+    for key, limit in space.constraints.items():
+        metric, kind = CONSTRAINT_KEYS[key]
+        value = costs.get(metric)
+        if value is not None and (value > limit if kind == "max" else value < limit):
+            broken.append(key)
+    return broken
+
+
+def evaluate_point(space: Any, spec: Any, budget: Any, budget_name: str, context: Any) -> dict[str, Any]:
+    """One table row: static costs; infeasible -> no training (as the search's gate); else the
+    proxy evaluator at ``budget`` (seed 0) with a rung hook that never stops, so every rung's
+    held-out loss is recorded."""
+    from evaluators.proxy import evaluate
+    from nas.cost import static_costs
+
+    started = time.perf_counter()
+    costs = static_costs(spec)
+    row: dict[str, Any] = {"digest": spec.digest(), "budget": budget_name, **decision_values(space, spec),
+                           "params": int(costs["params"]), "macs": int(costs["macs"])}
+    broken = infeasible_keys(space, costs)
+    if broken:
+        row.update(status="infeasible", reason="breaks " + ", ".join(broken), feasible=False, steps=0)
+    else:
+        result = evaluate(spec, budget=budget, context=context, seed=0, rung_hook=lambda *_: False)
+        data = result.to_dict()
+        for key in ("status", "reason", "val_loss", "fid_proxy", "fid_floor", "kid_mean", "throughput",
+                    "latency_ms", "steps", "train_seconds", "sampling_seconds", "eval_seconds"):
+            row[key] = data[key]
+        row["throughput_eval"] = row["throughput"]  # replaced by remeasure_throughput's median
+        row["params"] = result.params if result.params is not None else row["params"]
+        for rung in result.rungs:
+            row[f"rung{rung['rung']}_step"] = rung["step"]
+            row[f"rung{rung['rung']}_val_loss"] = rung["val_loss"]
+        # Throughput is measured only now: a min_throughput constraint could still break here.
+        row["feasible"] = not infeasible_keys(space, {"params": row["params"], "macs": row["macs"],
+                                                      "throughput": row["throughput"],
+                                                      "latency_ms": row["latency_ms"]})
+    row["wall_seconds"] = time.perf_counter() - started
+    return row
+
+
+def write_table(path: Path, rows: list[dict[str, Any]], header: list[str]) -> None:
+    """Rewrite the whole table atomically (a kill leaves the old file or the new one)."""
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({k: _cell(r.get(k)) for k in header} for r in rows)
+    os.replace(tmp, path)
+
+
+def remeasure_throughput(space: Any, rows: list[dict[str, Any]], budget: Any, device: Any,
+                         rounds: int) -> None:
+    """Set each trained row's ``throughput`` to the median of ``rounds`` interleaved measurements.
+
+    The machine is shared: one measurement per point, taken minutes apart, compares points under
+    different loads.  Measuring every point once per round, in a fresh order each round, spreads
+    the load over all points alike; the median drops a round that hit a burst.
+    """
+    import statistics
+
+    import torch
+
+    from evaluators.throughput import measure_throughput
+    from nas.unet import build_unet
+
+    specs = {s.digest(): s for s in space.enumerate()}
+    todo = [r for r in rows if r["status"] == "ok" and r["digest"] in specs]
+    samples: dict[str, list[float]] = {r["digest"]: [] for r in todo}
+    dtype = "bfloat16" if device.type == "cuda" else "float32"
+    rng = np.random.default_rng(0)
+    for _ in range(rounds):
+        for index in rng.permutation(len(todo)):
+            spec = specs[todo[index]["digest"]]
+            torch.manual_seed(0)
+            report = measure_throughput(build_unet(spec), input_shape=(spec.in_channels, spec.image_size,
+                                                                       spec.image_size),
+                                        batch_size=budget.throughput_batch, device=device, dtype=dtype,
+                                        repeats=5, warmup=1)
+            samples[spec.digest()].append(report.images_per_s)
+    for row in todo:
+        if row.get("throughput_eval") is None:
+            row["throughput_eval"] = row["throughput"]
+        row["throughput"] = statistics.median(samples[row["digest"]])
+        row["throughput_rounds"] = rounds
+        row["torch_threads"] = torch.get_num_threads()
+
+
+def build(args: argparse.Namespace) -> int:
+    """Evaluate every point not yet in the table and append it (resumable), then measure the
+    trained points' throughput again in interleaved rounds."""
+    import torch
+
+    from evaluators.proxy import EvalContext, pick_device
+    from nas.space import load_space
+
+    size = SIZES[args.size]
+    budget_name = size.budget
+    budget = table_budgets()[budget_name]
+    out = output_dir(NAME, args.out)
+    path = out / "table.csv"
+    space = load_space(SPACE)
+    specs = list(space.enumerate())
+    if size.points is not None:
+        specs = specs[:size.points]
+    header = columns(space, budget)
+    existing = read_table(path)
+    other = {r["budget"] for r in existing} - {budget_name}
+    if other:
+        raise SystemExit(f"error: {path} holds rows at budget {sorted(other)}, not {budget_name!r}; "
+                         "use another --out")
+    if existing and list(existing[0]) != header:
+        write_table(path, existing, header)  # a table from an older version of this script
+    done = {r["digest"] for r in existing}
+    todo = [s for s in specs if s.digest() not in done]
+    print(f"{space.name}: {len(specs)} points, {len(done)} already in {path}, {len(todo)} to evaluate at "
+          f"budget {budget_name} ({budget.steps} steps, {budget.fid_samples} FID samples); "
+          f"torch threads {torch.get_num_threads()}", flush=True)
+    started = time.perf_counter()
+    context = EvalContext.load(dataset=space.data.dataset, image_size=space.data.image_size,
+                               channels=space.data.channels, device=args.device, seed=0) if todo else None
+    new_file = not path.is_file() or path.stat().st_size == 0
+    with path.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header, extrasaction="raise")
+        if new_file:
+            writer.writeheader()
+        for i, spec in enumerate(todo, 1):
+            row = evaluate_point(space, spec, budget, budget_name, context)
+            writer.writerow({k: _cell(row.get(k)) for k in header})
+            fh.flush()
+            os.fsync(fh.fileno())  # a killed build keeps every finished row
+            print(f"[{i}/{len(todo)}] {row['digest'][:10]} {row['status']:>10} {row['wall_seconds']:6.1f} s  "
+                  f"val_loss {row.get('val_loss')}  fid {row.get('fid_proxy')}  thr {row.get('throughput')}",
+                  flush=True)
+    print(f"built {len(todo)} points in {time.perf_counter() - started:.0f} s", flush=True)
+    rows = read_table(path)
+    if any(r["status"] == "ok" and r.get("throughput_rounds") != size.throughput_rounds for r in rows):
+        started = time.perf_counter()
+        remeasure_throughput(space, rows, budget, pick_device(args.device), size.throughput_rounds)
+        write_table(path, rows, header)
+        print(f"throughput: median of {size.throughput_rounds} interleaved rounds, "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
+    return 0
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):  # numpy floats too (repr(np.float64) is not a number)
+        return repr(float(value)) if math.isfinite(value) else ""
+    return "" if value is None else value
+
+
+# ----- the replay -----------------------------------------------------------------------------
+@dataclass
+class Table:
+    """The table as the replay needs it: rows by digest and the normalisation of objectives."""
+
+    rows: dict[str, dict[str, Any]]
+    lo: np.ndarray
+    scale: np.ndarray
+    true_hv: float
+    signs: np.ndarray
+    budget_name: str
+
+    @classmethod
+    def load(cls, rows: list[dict[str, Any]], space: Any) -> Table:
+        signs = np.array([1.0 if o.direction == "minimize" else -1.0 for o in space.objectives])
+        good = [r for r in rows if r["status"] == "ok" and r["feasible"]]
+        if not good:
+            raise SystemExit("error: the table has no feasible evaluated point")
+        points = np.array([[r[o.metric] for o in space.objectives] for r in good], dtype=float) * signs
+        lo, hi = points.min(axis=0), points.max(axis=0)
+        scale = np.where(hi > lo, hi - lo, 1.0)
+        table = cls(rows={r["digest"]: r for r in rows}, lo=lo, scale=scale, true_hv=0.0, signs=signs,
+                    budget_name=str(rows[0]["budget"]))
+        table.true_hv = table.hypervolume(points * signs)
+        return table
+
+    def hypervolume(self, values: np.ndarray) -> float:
+        """Hypervolume of objective ``values`` (N, M, study orientation) in the normalised space."""
+        from nas.pareto import hypervolume
+
+        if len(values) == 0:
+            return 0.0
+        norm = (np.asarray(values, dtype=float) * self.signs - self.lo) / self.scale
+        return hypervolume(norm, np.full(norm.shape[1], REFERENCE))
+
+
+@dataclass
+class Run:
+    """One replayed search: HV share after every trial and the training it cost."""
+
+    hv_share: list[float]
+    cum_steps: list[int]  # training steps spent up to and including each trial
+    steps: int
+    train_seconds: float
+    eval_seconds: float
+    states: dict[str, int]
+    distinct: int
+
+
+def replay_one(space: Any, table: Table, sampler: str, seed: int, trials: int, *, prune: bool) -> Run:
+    """Replay one search of ``trials`` trials: each trial runs the search's runner steps with
+    the evaluator replaced by a table lookup."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from nas.objective import CandidateRunner
+    from nas.pruning import ParetoRungRule
+    from nas.samplers import make_sampler
+    from nas.study import open_study
+
+    study = open_study(space, storage=optuna.storages.InMemoryStorage(), study_name=f"{sampler}-{seed}",
+                       sampler=make_sampler(sampler, seed=seed))
+    # The search's own recording steps (duplicates, constraints, rung hook); context is unused by them.
+    runner = CandidateRunner(space=space, budget=table_budgets()[table.budget_name], context=None,  # type: ignore[arg-type]
+                             study=study, rule=ParetoRungRule() if prune else None, seed=0)
+    found: list[list[float]] = []
+    hv_share: list[float] = []
+    cum_steps: list[int] = []
+    steps, train_s, eval_s, states, digests = 0, 0.0, 0.0, {}, set()
+    for _ in range(trials):
+        trial = study.ask()
+        state, values, status = _replay_trial(space, table, runner, trial)
+        row = table.rows.get(trial.user_attrs.get("spec_digest", ""))
+        if row is not None and trial.user_attrs.get("duplicate_of") is None and status != "infeasible":
+            used = int(trial.user_attrs.get("steps", 0))
+            steps += used
+            full = max(int(row["steps"] or 0), 1)
+            train_s += float(row["train_seconds"] or 0.0) * used / full
+            # A stopped trial skips the final held-out loss and the FID proxy.
+            eval_s += float(row["eval_seconds"] or 0.0) if state == TrialState.COMPLETE else \
+                float(row["train_seconds"] or 0.0) * used / full
+            digests.add(row["digest"])
+        study.tell(trial, values, state=state)
+        states[status] = states.get(status, 0) + 1
+        if state == TrialState.COMPLETE and status == "ok":
+            found.append(values)  # type: ignore[arg-type]
+        hv_share.append(table.hypervolume(np.array(found)) / table.true_hv if found else 0.0)
+        cum_steps.append(steps)
+    return Run(hv_share=hv_share, cum_steps=cum_steps, steps=steps, train_seconds=train_s, eval_seconds=eval_s,
+               states=states, distinct=len(digests))
+
+
+def _replay_trial(space: Any, table: Table, runner: Any, trial: Any) -> tuple[Any, list[float] | None, str]:
+    """Mirror of ``CandidateRunner.run`` answered from the table: (state, values, status)."""
+    from optuna.trial import TrialState
+
+    from nas.errors import ConfigError
+    from nas.objective import FAILED_STATUSES
+
+    try:
+        spec = space.suggest(trial)
+    except ConfigError as err:
+        outcome = runner._fail(trial, "invalid", str(err))
+        return outcome.state, None, "invalid"
+    trial.set_user_attr("spec_digest", spec.digest())
+    earlier = runner._find_duplicate(spec, trial.number)
+    if earlier is not None:
+        outcome = runner._reuse(trial, earlier)
+        return outcome.state, outcome.values, "duplicate"
+    row = table.rows.get(spec.digest())
+    if row is None:  # only on a partial (quick) table
+        runner._fail(trial, "missing", "not in the table")
+        return TrialState.FAIL, None, "missing"
+    # The cheap gate (nas/objective.py _gate): static costs, throughput only when they pass.
+    attrs: dict[str, Any] = {"params": row["params"], "macs": row["macs"]}
+    if not runner._record_constraints(trial, attrs, final=False) and row["throughput"] is not None:
+        attrs.update(throughput=row["throughput"], latency_ms=row["latency_ms"])
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    if runner._record_constraints(trial, attrs, final=True):
+        trial.set_user_attr("status", "infeasible")
+        values = [attrs.get(o.metric, math.inf if o.direction == "minimize" else -math.inf)
+                  for o in space.objectives]
+        return TrialState.COMPLETE, [float(v) if v is not None else math.inf for v in values], "infeasible"
+    # Training: the rung hook sees each rung's stored loss and may stop the trial there.
+    hook = runner._rung_hook(trial)
+    rung = 0
+    while row.get(f"rung{rung}_step") is not None:
+        if hook(rung, row[f"rung{rung}_step"], row[f"rung{rung}_val_loss"]):
+            trial.set_user_attr("steps", row[f"rung{rung}_step"])
+            trial.set_user_attr("status", "pruned")
+            return TrialState.PRUNED, None, "pruned"
+        rung += 1
+    for key in ("val_loss", "fid_proxy", "steps", "train_seconds", "eval_seconds"):
+        if row.get(key) is not None:
+            trial.set_user_attr(key, row[key])
+    if row["status"] in FAILED_STATUSES:
+        runner._fail(trial, row["status"], str(row.get("reason") or ""))
+        return TrialState.FAIL, None, row["status"]
+    trial.set_user_attr("status", "ok")
+    return TrialState.COMPLETE, runner._values(trial.user_attrs), "ok"
+
+
+def _stats(values: np.ndarray) -> dict[str, Any]:
+    return {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
+            "max": float(values.max())}
+
+
+def trials_to_reach(curve: list[float], level: float) -> int | None:
+    """First trial (1-based) at which ``curve`` reaches ``level`` (None: never)."""
+    for i, value in enumerate(curve):
+        if value >= level - 1e-12:
+            return i + 1
+    return None
+
+
+def default_table(out: Path, size: str, points: int) -> Path:
+    """``OUT/table.csv``; at the quick size the committed complete table instead when it exists
+    (the quick table covers 4 of the space's points, so most proposals would miss it)."""
+    committed = REPO / "results" / "benchmarks" / NAME / "table.csv"
+    if size == "quick" and committed.is_file() and len({r["digest"] for r in read_table(committed)}) >= points:
+        return committed
+    return out / "table.csv"
+
+
+def replay(args: argparse.Namespace) -> int:
+    """Replay every sampler over the table; write the JSON and the plot."""
+    from nas.space import load_space
+
+    quiet()
+    size = SIZES[args.size]
+    out = output_dir(NAME, args.out)
+    space = load_space(SPACE)
+    table_path = Path(args.table) if args.table else default_table(out, args.size, space.cardinality())
+    rows = read_table(table_path)
+    if not rows:
+        raise SystemExit(f"error: no table at {table_path}; run `build` first (or pass --table)")
+    table = Table.load(rows, space)
+    cardinality = space.cardinality()
+    if len(table.rows) < cardinality and args.size != "quick":
+        raise SystemExit(f"error: {table_path} covers {len(table.rows)} of {cardinality} points; "
+                         "finish `build` first")
+    trials = args.trials or size.trials or max(1, round(0.4 * cardinality))
+    seeds = list(range(args.seeds or size.seeds))
+    started = time.perf_counter()
+
+    samplers: dict[str, Any] = {}
+    runs: dict[str, list[Run]] = {}
+    for name in SAMPLER_ORDER:
+        runs[name] = [replay_one(space, table, name, seed, trials, prune=False) for seed in seeds]
+        samplers[name] = _summary(runs[name])
+        print(f"{name:>9}: final HV share {samplers[name]['final']['mean']:.3f} "
+              f"+- {samplers[name]['final']['std']:.3f}", flush=True)
+    target = samplers["random"]["final"]["mean"]
+    for name, summary in samplers.items():
+        summary["trials_to_reach_random_final"] = trials_to_reach(summary["curve"]["mean"], target)
+
+    early: dict[str, Any] = {}
+    for name in PRUNED_SAMPLERS:
+        pruned = [replay_one(space, table, name, seed, trials, prune=True) for seed in seeds]
+        early[name] = _early_summary(runs[name], pruned)
+        e = early[name]
+        print(f"{name:>9} + early stopping: steps {e['steps_without']['mean']:.0f} -> {e['steps_with']['mean']:.0f} "
+              f"({e['steps_saved_share']['mean']:.1%} saved), final HV share {e['hv_without']['mean']:.3f} -> "
+              f"{e['hv_with']['mean']:.3f}", flush=True)
+
+    statuses: dict[str, int] = {}
+    for row in table.rows.values():
+        statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+    walls = np.array([float(r["wall_seconds"] or 0.0) for r in table.rows.values()])
+    trained = np.array([float(r["wall_seconds"] or 0.0) for r in table.rows.values() if r["status"] != "infeasible"])
+    payload = {
+        "size": args.size,
+        "space": str(SPACE.relative_to(REPO)),
+        "table": {"path": _shown(table_path), "rows": len(table.rows), "space_points": cardinality,
+                  "statuses": statuses, "feasible_ok": sum(1 for r in table.rows.values()
+                                                           if r["status"] == "ok" and r["feasible"]),
+                  "budget_name": table.budget_name, "budget": table_budgets()[table.budget_name].to_dict(),
+                  "eval_seed": 0, "throughput_rounds": sorted({r.get("throughput_rounds") for r in table.rows.values()
+                                                               if r["status"] == "ok"}, key=str),
+                  "build_wall_seconds_sum": float(walls.sum()),
+                  "seconds_per_trained_point": _stats(trained) if len(trained) else None},
+        "normalisation": {"objectives": [f"{o.metric} ({o.direction})" for o in space.objectives],
+                          "min_minimised": table.lo, "range": table.scale, "reference": REFERENCE,
+                          "true_front_hypervolume": table.true_hv},
+        "trials": trials, "seeds": seeds,
+        "random_final_mean": target,
+        "samplers": samplers,
+        "early_stopping": {"rule": dataclasses.asdict(_rule()), "samplers": early},
+        "replay_seconds": time.perf_counter() - started,
+    }
+    write_result(out / f"{NAME}.json", payload)
+    plot(samplers, early, target, trials, len(seeds), out / f"{NAME}.png")
+    print(markdown(samplers, early, trials, len(seeds)))
+    return 0
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (the committed JSON names no home)."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def _rule() -> Any:
+    from nas.pruning import ParetoRungRule
+
+    return ParetoRungRule()
+
+
+def _summary(runs: list[Run]) -> dict[str, Any]:
+    curves = np.array([r.hv_share for r in runs])
+    states: dict[str, int] = {}
+    for r in runs:
+        for k, v in r.states.items():
+            states[k] = states.get(k, 0) + v
+    return {"curve": {k: [float(x) for x in getattr(curves, k)(axis=0)] for k in ("mean", "std", "min", "max")},
+            "final": _stats(curves[:, -1]), "final_per_seed": [float(x) for x in curves[:, -1]],
+            "distinct_points": _stats(np.array([r.distinct for r in runs], dtype=float)),
+            "states": states}
+
+
+def _early_summary(plain: list[Run], pruned: list[Run]) -> dict[str, Any]:
+    without = np.array([r.steps for r in plain], dtype=float)
+    with_ = np.array([r.steps for r in pruned], dtype=float)
+    saved = np.where(without > 0, 1.0 - with_ / np.where(without > 0, without, 1.0), 0.0)
+    pruned_counts = np.array([r.states.get("pruned", 0) for r in pruned], dtype=float)
+    return {
+        "steps_without": _stats(without), "steps_with": _stats(with_), "steps_saved_share": _stats(saved),
+        "train_seconds_without": _stats(np.array([r.train_seconds for r in plain])),
+        "train_seconds_with": _stats(np.array([r.train_seconds for r in pruned])),
+        "eval_seconds_without": _stats(np.array([r.eval_seconds for r in plain])),
+        "eval_seconds_with": _stats(np.array([r.eval_seconds for r in pruned])),
+        "hv_without": _stats(np.array([r.hv_share[-1] for r in plain])),
+        "hv_with": _stats(np.array([r.hv_share[-1] for r in pruned])),
+        "hv_cost": _stats(np.array([a.hv_share[-1] - b.hv_share[-1] for a, b in zip(plain, pruned)])),
+        # Equal compute: the plain run's share after its last trial within the stopped run's steps.
+        "hv_without_at_equal_steps": _stats(np.array([_at_steps(a, b.steps) for a, b in zip(plain, pruned)])),
+        "pruned_trials": _stats(pruned_counts),
+        "curve_with": [float(x) for x in np.array([r.hv_share for r in pruned]).mean(axis=0)],
+        "cum_steps_without": [float(x) for x in np.array([r.cum_steps for r in plain]).mean(axis=0)],
+        "cum_steps_with": [float(x) for x in np.array([r.cum_steps for r in pruned]).mean(axis=0)],
+    }
+
+
+def _at_steps(run: Run, steps: int) -> float:
+    """``run``'s hypervolume share after the last trial whose cumulative steps fit in ``steps``."""
+    share = 0.0
+    for hv, spent in zip(run.hv_share, run.cum_steps):
+        if spent > steps:
+            break
+        share = hv
+    return share
+
+
+def markdown(samplers: dict[str, Any], early: dict[str, Any], trials: int, seeds: int) -> str:
+    """The README rows: HV share at N trials, trials to reach random's final share, early stopping."""
+    header = (f"| sampler | HV share at {trials} trials (mean ± std, {seeds} seeds) | min-max | "
+              "trials to reach random's final mean |")
+    lines = [header, "|---|---:|---:|---:|"]
+    for name, s in samplers.items():
+        reach = s["trials_to_reach_random_final"]
+        lines.append(f"| `{name}` | {s['final']['mean']:.3f} ± {s['final']['std']:.3f} | "
+                     f"{s['final']['min']:.3f}-{s['final']['max']:.3f} | "
+                     f"{reach if reach is not None else 'not reached'} |")
+    header = ("| sampler | training steps without → with early stopping | saved | trials stopped | "
+              "HV share without → with | HV share without, at the steps spent with |")
+    lines += ["", header, "|---|---:|---:|---:|---:|---:|"]
+    for name, e in early.items():
+        lines.append(f"| `{name}` | {e['steps_without']['mean']:.0f} → {e['steps_with']['mean']:.0f} | "
+                     f"{e['steps_saved_share']['mean']:.1%} ± {e['steps_saved_share']['std']:.1%} | "
+                     f"{e['pruned_trials']['mean']:.1f} | {e['hv_without']['mean']:.3f} ± {e['hv_without']['std']:.3f}"
+                     f" → {e['hv_with']['mean']:.3f} ± {e['hv_with']['std']:.3f} | "
+                     f"{e['hv_without_at_equal_steps']['mean']:.3f} ± {e['hv_without_at_equal_steps']['std']:.3f} |")
+    return "\n".join(lines)
+
+
+def plot(samplers: dict[str, Any], early: dict[str, Any], target: float, trials: int, seeds: int,
+         path: Path) -> None:
+    """HV share against trials per sampler (mean, min-max band), random's final level dashed;
+    beside it the early-stopping replays' mean curves against the plain ones, over steps spent."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.arange(1, trials + 1)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.6), dpi=110)
+    colours = dict(zip(SAMPLER_ORDER, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for name, s in samplers.items():
+        c = s["curve"]
+        ax.plot(x, c["mean"], color=colours.get(name), label=name)
+        ax.fill_between(x, c["min"], c["max"], color=colours.get(name), alpha=0.12)
+    ax.axhline(target, color="black", linestyle="--", linewidth=1, label=f"random's final mean ({target:.3f})")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("hypervolume share of the table's front")
+    ax.set_title(f"mean over {seeds} seeds, band min-max")
+    ax.legend(fontsize=8, loc="lower right")
+    for name, e in early.items():
+        ax2.plot(e["cum_steps_without"], samplers[name]["curve"]["mean"], color=colours.get(name), label=f"{name}")
+        ax2.plot(e["cum_steps_with"], e["curve_with"], color=colours.get(name), linestyle=":",
+                 label=f"{name} + early stopping ({e['steps_saved_share']['mean']:.0%} fewer steps)")
+    ax2.set_xlabel("training steps spent (mean over seeds, one point per trial)")
+    ax2.set_ylabel("hypervolume share (mean)")
+    ax2.set_title("ParetoRungRule() at the rungs")
+    ax2.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# ----- command line ---------------------------------------------------------------------------
+def positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, func in (("build", build), ("replay", replay)):
+        sub = commands.add_parser(name, help=func.__doc__)
+        sub.add_argument("--size", choices=list(SIZES), default="cpu")
+        sub.add_argument("--out", default=None, help=f"output folder (default results/benchmarks/{NAME})")
+        sub.set_defaults(func=func)
+        if name == "build":
+            sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+        else:
+            sub.add_argument("--table", default=None, help="table CSV (default OUT/table.csv)")
+            sub.add_argument("--trials", type=positive, default=None, help="trials per search (default by size)")
+            sub.add_argument("--seeds", type=positive, default=None, help="seeds 0..S-1 (default by size)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

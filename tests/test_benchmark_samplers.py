@@ -1,0 +1,80 @@
+"""benchmarks/sampler_efficiency.py --size quick: the table is built and replayed, and the output
+has the documented structure (never the numbers).
+
+``build`` evaluates 4 points at the smoke budget; ``replay`` replays 5 samplers x 2 seeds x 8
+trials on the committed table when the repository has it, else on that 4-point table.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = "benchmarks/sampler_efficiency.py"
+SAMPLERS = ["random", "nsga2", "tpe", "evolution", "rl"]
+STATS = {"mean", "std", "min", "max"}
+EARLY_KEYS = {"steps_without", "steps_with", "steps_saved_share", "train_seconds_without", "train_seconds_with",
+              "eval_seconds_without", "eval_seconds_with", "hv_without", "hv_with", "hv_cost", "pruned_trials",
+              "curve_with", "cum_steps_without", "cum_steps_with", "hv_without_at_equal_steps"}
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, SCRIPT, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_quick_build_and_replay(tmp_path: Path) -> None:
+    _run("build", "--size", "quick", "--out", str(tmp_path))
+    with (tmp_path / "table.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4
+    for key in ("digest", "budget", "base_channels", "level1.conv", "status", "feasible", "val_loss", "fid_proxy",
+                "throughput", "params", "macs", "rung0_step", "rung0_val_loss", "rung1_val_loss", "steps",
+                "train_seconds", "eval_seconds"):
+        assert key in rows[0], key
+    assert {r["budget"] for r in rows} == {"smoke"}
+    assert len({r["digest"] for r in rows}) == 4
+
+    # A second build finds every point done and evaluates nothing (resume).
+    again = _run("build", "--size", "quick", "--out", str(tmp_path))
+    assert "0 to evaluate" in again.stdout
+
+    proc = _run("replay", "--size", "quick", "--out", str(tmp_path))
+    assert (tmp_path / "sampler_efficiency.png").stat().st_size > 0
+    data = json.loads((tmp_path / "sampler_efficiency.json").read_text())
+    for key in ("command", "machine", "date", "size", "table", "normalisation", "trials", "seeds",
+                "random_final_mean", "samplers", "early_stopping"):
+        assert key in data, key
+    trials, seeds = data["trials"], data["seeds"]
+    assert data["size"] == "quick" and trials == 8 and seeds == [0, 1]
+    assert isinstance(data["table"]["budget"], dict) and data["table"]["rows"] >= 4
+    assert list(data["samplers"]) == SAMPLERS
+    for summary in data["samplers"].values():
+        assert set(summary["curve"]) == STATS
+        assert all(len(curve) == trials for curve in summary["curve"].values())
+        assert set(summary["final"]) == STATS and len(summary["final_per_seed"]) == len(seeds)
+        reach = summary["trials_to_reach_random_final"]
+        assert reach is None or 1 <= reach <= trials
+        assert sum(summary["states"].values()) == trials * len(seeds)
+    early = data["early_stopping"]["samplers"]
+    assert list(early) == ["random", "evolution"]
+    for summary in early.values():
+        assert set(summary) == EARLY_KEYS
+        assert len(summary["curve_with"]) == trials
+    # The README rows: two markdown tables (header, rule, one row per sampler).
+    table = [line for line in proc.stdout.splitlines() if line.startswith("|")]
+    assert len(table) == (2 + len(SAMPLERS)) + (2 + len(early))
+
+
+def test_bad_input_is_an_argparse_error() -> None:
+    proc = subprocess.run([sys.executable, SCRIPT, "replay", "--trials", "0"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 2 and "--trials" in proc.stderr
