@@ -151,6 +151,26 @@ class Search:
         sampler = make_sampler(self.config.sampler, seed=self.config.seed + worker)
         return open_study(self.space, storage=storage, study_name=self.study_name, sampler=sampler)
 
+    def make_runner(self, study, *, runner_cls=None, rule=None):  # noqa: ANN001, ANN201
+        """The candidate runner of this worker process: data and FID reference loaded once,
+        artifacts under ``results_dir``.  ``runner_cls`` defaults to
+        :class:`nas.objective.CandidateRunner` (Ray workers pass their subclass); ``rule`` is
+        the early-stopping rule, or None."""
+        from optuna.artifacts import FileSystemArtifactStore
+
+        from evaluators.proxy import EvalContext
+        from nas.objective import CandidateRunner
+
+        space = self.space
+        context = EvalContext.load(dataset=space.data.dataset, image_size=space.data.image_size,
+                                   channels=space.data.channels, device=self.device, seed=0)
+        artifacts = self.results_dir / "artifacts"
+        artifacts.mkdir(parents=True, exist_ok=True)
+        return (runner_cls or CandidateRunner)(
+            space=space, budget=self.budget, context=context, study=study,
+            artifact_store=FileSystemArtifactStore(str(artifacts)), rule=rule, seed=self.config.seed,
+            budget_name=self.budget_name)
+
 
 def worker_loop(config: SearchConfig, worker: int = 0, progress=None) -> int:  # noqa: ANN001
     """Run trials until the study has ``config.trials`` finished ones (or the timeout passes).
@@ -159,12 +179,9 @@ def worker_loop(config: SearchConfig, worker: int = 0, progress=None) -> int:  #
     """
     _quiet()
     import optuna
-    from optuna.artifacts import FileSystemArtifactStore
     from optuna.storages import fail_stale_trials
     from optuna.storages._heartbeat import get_heartbeat_thread
 
-    from evaluators.proxy import EvalContext
-    from nas.objective import CandidateRunner
     from nas.pruning import ParetoRungRule
 
     if config.workers > 1:
@@ -175,15 +192,7 @@ def worker_loop(config: SearchConfig, worker: int = 0, progress=None) -> int:  #
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
     search = Search.resolve(config)
     study = search.open(worker=worker)
-    space = search.space
-    context = EvalContext.load(dataset=space.data.dataset, image_size=space.data.image_size,
-                               channels=space.data.channels, device=search.device, seed=0)
-    artifacts = search.results_dir / "artifacts"
-    artifacts.mkdir(parents=True, exist_ok=True)
-    runner = CandidateRunner(space=space, budget=search.budget, context=context, study=study,
-                             artifact_store=FileSystemArtifactStore(str(artifacts)),
-                             rule=ParetoRungRule() if config.prune else None, seed=config.seed,
-                             budget_name=search.budget_name)
+    runner = search.make_runner(study, rule=ParetoRungRule() if config.prune else None)
     lock = search.results_dir / ".ask.lock"
     deadline = time.time() + config.timeout if config.timeout else None
     done = 0

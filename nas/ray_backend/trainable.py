@@ -58,10 +58,8 @@ def worker_state(search_config: Any) -> _Worker:  # noqa: ANN401 - a nas.search.
         return cached
     import optuna
     import torch
-    from optuna.artifacts import FileSystemArtifactStore
     from optuna.samplers import RandomSampler
 
-    from evaluators.proxy import EvalContext
     from nas.ray_backend.runner import TuneCandidateRunner
     from nas.search import Search, _quiet
     from nas.study import make_storage
@@ -75,14 +73,7 @@ def worker_state(search_config: Any) -> _Worker:  # noqa: ANN401 - a nas.search.
     # Trial() from running our sampler's per-trial bookkeeping a second time.
     storage = make_storage(search.storage_url, heartbeat=False)
     study = optuna.load_study(study_name=search.study_name, storage=storage, sampler=RandomSampler())
-    space = search.space
-    context = EvalContext.load(dataset=space.data.dataset, image_size=space.data.image_size,
-                               channels=space.data.channels, device=search.device, seed=0)
-    artifacts = search.results_dir / "artifacts"
-    artifacts.mkdir(parents=True, exist_ok=True)
-    runner = TuneCandidateRunner(space=space, budget=search.budget, context=context, study=study,
-                                 artifact_store=FileSystemArtifactStore(str(artifacts)), rule=None,
-                                 seed=search_config.seed, budget_name=search.budget_name)
+    runner = search.make_runner(study, runner_cls=TuneCandidateRunner)  # ASHA stops trials under Ray
     _WORKERS[search_config] = _Worker(study=study, runner=runner)
     return _WORKERS[search_config]
 
