@@ -1,0 +1,279 @@
+"""The tabular benchmark's table: every point of ``benchmarks/tabular_space.yaml`` evaluated once
+with the proxy evaluator, stored one row per point in a CSV file, and looked up by digest.
+
+Used by ``benchmarks/sampler_efficiency.py``, which builds the table and replays samplers on it:
+
+    python benchmarks/sampler_efficiency.py build  --size cpu     # builds results/.../table.csv
+
+``build_table`` evaluates the points missing from the table (resumable: rows are appended and
+synced as points finish), then measures every trained point's throughput again in interleaved
+rounds (``remeasure_throughput``).  ``read_table``/``write_table`` read and rewrite the CSV;
+``Table`` is the lookup the replay uses: rows by digest and the objectives' normalisation over
+every feasible row, for hypervolume shares.  ``table_budgets`` names the budgets a table can be
+built at (the name is stored in every row).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO
+
+SPACE = REPO / "benchmarks" / "tabular_space.yaml"
+REFERENCE = 1.1  # normalised hypervolume reference point, in every objective
+
+
+def table_budgets() -> dict[str, Any]:
+    """Budgets a table can be built at, by the name stored in its rows."""
+    from evaluators.budget import DEFAULT_BUDGETS
+
+    cpu = DEFAULT_BUDGETS["cpu"]
+    # The cpu recipe at 30% of its steps (warm-up scaled too) and half its FID samples: about
+    # 7-60 s per point on one thread, so 72 points build in well under an hour on a shared CPU.
+    return {"smoke": DEFAULT_BUDGETS["smoke"], "cpu": cpu,
+            "cpu-table": dataclasses.replace(cpu.scaled(0.3), fid_samples=128)}
+
+
+# ----- rows and the CSV file ------------------------------------------------------------------
+def decision_values(space: Any, spec: Any) -> dict[str, Any]:
+    """Each searched decision's value in ``spec`` (``levelN.key`` reads level N; inactive: None)."""
+    out: dict[str, Any] = {}
+    for name, _decision in space.param_names():
+        if name.startswith("level") and "." in name:
+            index, key = name.removeprefix("level").split(".", 1)
+            level = int(index)
+            out[name] = getattr(spec.levels[level], key) if level < len(spec.levels) else None
+        else:
+            out[name] = getattr(spec, name)
+    return out
+
+
+def columns(space: Any, budget: Any) -> list[str]:
+    """The table's header: identity, decisions, outcome, objectives, costs, rungs, timing."""
+    from evaluators.training import rung_steps
+
+    rungs = [f"rung{i}_{k}" for i in range(len(rung_steps(budget))) for k in ("step", "val_loss")]
+    return ["digest", "budget", *[n for n, _ in space.param_names()], "status", "reason", "feasible",
+            "val_loss", "fid_proxy", "fid_floor", "kid_mean", "throughput", "throughput_eval", "throughput_rounds",
+            "torch_threads", "latency_ms", "params", "macs", *rungs, "steps", "train_seconds", "sampling_seconds",
+            "eval_seconds", "wall_seconds"]
+
+
+def _parse(value: str) -> Any:
+    if value == "":
+        return None
+    if value in ("True", "False"):
+        return value == "True"
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):  # numpy floats too (repr(np.float64) is not a number)
+        return repr(float(value)) if math.isfinite(value) else ""
+    return "" if value is None else value
+
+
+def read_table(path: Path) -> list[dict[str, Any]]:
+    """The table's rows with numbers and booleans parsed (empty cells are None)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as fh:
+        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def write_table(path: Path, rows: list[dict[str, Any]], header: list[str]) -> None:
+    """Rewrite the whole table atomically (a kill leaves the old file or the new one)."""
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({k: _cell(r.get(k)) for k in header} for r in rows)
+    os.replace(tmp, path)
+
+
+# ----- building -------------------------------------------------------------------------------
+def infeasible_keys(space: Any, costs: dict[str, Any]) -> list[str]:
+    """Constraint keys that ``costs`` break (only metrics present in ``costs`` are checked)."""
+    from nas.space.search_space import CONSTRAINT_KEYS
+
+    broken = []
+    for key, limit in space.constraints.items():
+        metric, kind = CONSTRAINT_KEYS[key]
+        value = costs.get(metric)
+        if value is not None and (value > limit if kind == "max" else value < limit):
+            broken.append(key)
+    return broken
+
+
+def evaluate_point(space: Any, spec: Any, budget: Any, budget_name: str, context: Any) -> dict[str, Any]:
+    """One table row: static costs; infeasible -> no training (as the search's gate); else the
+    proxy evaluator at ``budget`` (seed 0) with a rung hook that never stops, so every rung's
+    held-out loss is recorded."""
+    from evaluators.proxy import evaluate
+    from nas.cost import static_costs
+
+    started = time.perf_counter()
+    costs = static_costs(spec)
+    row: dict[str, Any] = {"digest": spec.digest(), "budget": budget_name, **decision_values(space, spec),
+                           "params": int(costs["params"]), "macs": int(costs["macs"])}
+    broken = infeasible_keys(space, costs)
+    if broken:
+        row.update(status="infeasible", reason="breaks " + ", ".join(broken), feasible=False, steps=0)
+    else:
+        result = evaluate(spec, budget=budget, context=context, seed=0, rung_hook=lambda *_: False)
+        data = result.to_dict()
+        for key in ("status", "reason", "val_loss", "fid_proxy", "fid_floor", "kid_mean", "throughput",
+                    "latency_ms", "steps", "train_seconds", "sampling_seconds", "eval_seconds"):
+            row[key] = data[key]
+        row["throughput_eval"] = row["throughput"]  # replaced by remeasure_throughput's median
+        row["params"] = result.params if result.params is not None else row["params"]
+        for rung in result.rungs:
+            row[f"rung{rung['rung']}_step"] = rung["step"]
+            row[f"rung{rung['rung']}_val_loss"] = rung["val_loss"]
+        # Throughput is measured only now: a min_throughput constraint could still break here.
+        row["feasible"] = not infeasible_keys(space, {"params": row["params"], "macs": row["macs"],
+                                                      "throughput": row["throughput"],
+                                                      "latency_ms": row["latency_ms"]})
+    row["wall_seconds"] = time.perf_counter() - started
+    return row
+
+
+def remeasure_throughput(space: Any, rows: list[dict[str, Any]], budget: Any, device: Any,
+                         rounds: int) -> None:
+    """Set each trained row's ``throughput`` to the median of ``rounds`` interleaved measurements.
+
+    The machine is shared: one measurement per point, taken minutes apart, compares points under
+    different loads.  Measuring every point once per round, in a fresh order each round, spreads
+    the load over all points alike; the median drops a round that hit a burst.
+    """
+    import statistics
+
+    import torch
+
+    from evaluators.throughput import measure_throughput
+    from nas.unet import build_unet
+
+    specs = {s.digest(): s for s in space.enumerate()}
+    todo = [r for r in rows if r["status"] == "ok" and r["digest"] in specs]
+    samples: dict[str, list[float]] = {r["digest"]: [] for r in todo}
+    dtype = "bfloat16" if device.type == "cuda" else "float32"
+    rng = np.random.default_rng(0)
+    for _ in range(rounds):
+        for index in rng.permutation(len(todo)):
+            spec = specs[todo[index]["digest"]]
+            torch.manual_seed(0)
+            report = measure_throughput(build_unet(spec), input_shape=(spec.in_channels, spec.image_size,
+                                                                       spec.image_size),
+                                        batch_size=budget.throughput_batch, device=device, dtype=dtype,
+                                        repeats=5, warmup=1)
+            samples[spec.digest()].append(report.images_per_s)
+    for row in todo:
+        if row.get("throughput_eval") is None:
+            row["throughput_eval"] = row["throughput"]
+        row["throughput"] = statistics.median(samples[row["digest"]])
+        row["throughput_rounds"] = rounds
+        row["torch_threads"] = torch.get_num_threads()
+
+
+def build_table(path: Path, space: Any, *, budget_name: str, points: int | None, device: str,
+                throughput_rounds: int) -> None:
+    """Evaluate the first ``points`` points of ``space`` (None: all) that ``path`` lacks at the
+    budget ``budget_name`` and append them (resumable), then measure the trained points'
+    throughput again in ``throughput_rounds`` interleaved rounds."""
+    import torch
+
+    from evaluators.proxy import EvalContext, pick_device
+
+    budget = table_budgets()[budget_name]
+    specs = list(space.enumerate())
+    if points is not None:
+        specs = specs[:points]
+    header = columns(space, budget)
+    existing = read_table(path)
+    other = {r["budget"] for r in existing} - {budget_name}
+    if other:
+        raise SystemExit(f"error: {path} holds rows at budget {sorted(other)}, not {budget_name!r}; "
+                         "use another --out")
+    if existing and list(existing[0]) != header:
+        write_table(path, existing, header)  # a table from an older version of this script
+    done = {r["digest"] for r in existing}
+    todo = [s for s in specs if s.digest() not in done]
+    print(f"{space.name}: {len(specs)} points, {len(done)} already in {path}, {len(todo)} to evaluate at "
+          f"budget {budget_name} ({budget.steps} steps, {budget.fid_samples} FID samples); "
+          f"torch threads {torch.get_num_threads()}", flush=True)
+    started = time.perf_counter()
+    context = EvalContext.load(dataset=space.data.dataset, image_size=space.data.image_size,
+                               channels=space.data.channels, device=device, seed=0) if todo else None
+    new_file = not path.is_file() or path.stat().st_size == 0
+    with path.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header, extrasaction="raise")
+        if new_file:
+            writer.writeheader()
+        for i, spec in enumerate(todo, 1):
+            row = evaluate_point(space, spec, budget, budget_name, context)
+            writer.writerow({k: _cell(row.get(k)) for k in header})
+            fh.flush()
+            os.fsync(fh.fileno())  # a killed build keeps every finished row
+            print(f"[{i}/{len(todo)}] {row['digest'][:10]} {row['status']:>10} {row['wall_seconds']:6.1f} s  "
+                  f"val_loss {row.get('val_loss')}  fid {row.get('fid_proxy')}  thr {row.get('throughput')}",
+                  flush=True)
+    print(f"built {len(todo)} points in {time.perf_counter() - started:.0f} s", flush=True)
+    rows = read_table(path)
+    if any(r["status"] == "ok" and r.get("throughput_rounds") != throughput_rounds for r in rows):
+        started = time.perf_counter()
+        remeasure_throughput(space, rows, budget, pick_device(device), throughput_rounds)
+        write_table(path, rows, header)
+        print(f"throughput: median of {throughput_rounds} interleaved rounds, "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
+
+
+# ----- lookup ---------------------------------------------------------------------------------
+@dataclass
+class Table:
+    """The table as the replay needs it: rows by digest and the normalisation of objectives."""
+
+    rows: dict[str, dict[str, Any]]
+    lo: np.ndarray
+    scale: np.ndarray
+    true_hv: float
+    signs: np.ndarray
+    budget_name: str
+
+    @classmethod
+    def load(cls, rows: list[dict[str, Any]], space: Any) -> Table:
+        """Index ``rows`` by digest; normalise objectives (minimised) over the feasible ok rows."""
+        signs = np.array([1.0 if o.direction == "minimize" else -1.0 for o in space.objectives])
+        good = [r for r in rows if r["status"] == "ok" and r["feasible"]]
+        if not good:
+            raise SystemExit("error: the table has no feasible evaluated point")
+        points = np.array([[r[o.metric] for o in space.objectives] for r in good], dtype=float) * signs
+        lo, hi = points.min(axis=0), points.max(axis=0)
+        scale = np.where(hi > lo, hi - lo, 1.0)
+        table = cls(rows={r["digest"]: r for r in rows}, lo=lo, scale=scale, true_hv=0.0, signs=signs,
+                    budget_name=str(rows[0]["budget"]))
+        table.true_hv = table.hypervolume(points * signs)
+        return table
+
+    def hypervolume(self, values: np.ndarray) -> float:
+        """Hypervolume of objective ``values`` (N, M, study orientation) in the normalised space."""
+        from nas.pareto import hypervolume
+
+        if len(values) == 0:
+            return 0.0
+        norm = (np.asarray(values, dtype=float) * self.signs - self.lo) / self.scale
+        return hypervolume(norm, np.full(norm.shape[1], REFERENCE))
