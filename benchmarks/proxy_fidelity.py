@@ -159,6 +159,14 @@ def run_job(job: Job, spec_yaml: str, budget_name: str) -> dict[str, Any]:
             "train_seconds": round(result.train_seconds, 2), "eval_seconds": round(result.eval_seconds, 2)}
 
 
+def worker_threads(size: Size) -> int:
+    """Torch threads per worker.  Never more threads than cores in all: oversubscribed OpenMP
+    threads spin against each other, and slowed a smoke evaluation 8x on this 2-core machine."""
+    if size.threads:
+        return size.threads
+    return max(1, (os.cpu_count() or 1) // size.workers) if size.device == "cpu" else 1
+
+
 def run_all(jobs: list[Job], specs: list[Any], size: Size, data: dict[str, Any], log: Path) -> dict[str, dict]:
     """Run the jobs not yet in ``log`` (appending each as it finishes); returns every record."""
     done: dict[str, dict] = {}
@@ -170,10 +178,7 @@ def run_all(jobs: list[Job], specs: list[Any], size: Size, data: dict[str, Any],
     todo = [j for j in jobs if j.key not in done]
     if not todo:
         return done
-    cpus = os.cpu_count() or 1
-    # Never more threads than cores in all: oversubscribed OpenMP threads spin against each other
-    # and slowed a smoke evaluation 8x on this 2-core machine.
-    threads = size.threads or (max(1, cpus // size.workers) if size.device == "cpu" else 1)
+    threads = worker_threads(size)
     print(f"{len(todo)} evaluations to run ({len(done)} cached) on {size.workers} worker(s) x {threads} thread(s)",
           flush=True)
     import multiprocessing
@@ -308,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     architectures = [{"index": i, "digest": s.digest(), **{k: int(v) for k, v in static_costs(s).items()},
                       "runs": {k: records.get(f"{i}:{k}:0") for k in ("proxy", "quarter", "reference")}}
                      for i, s in enumerate(specs)]
-    payload = {"size": args.size, "space": args.space, "draw_seed": args.seed,
+    payload = {"size": args.size, "space": args.space, "draw_seed": args.seed, "device": size.device,
+               "workers": size.workers, "threads_per_worker": worker_threads(size),
                "budgets": {k: budget_for(k, proxy_budget).to_dict() for k in ("proxy", "quarter", "reference")},
                **analysis, "architectures": architectures,
                "compute_seconds": round(sum(r["eval_seconds"] for r in records.values()), 1)}
