@@ -30,6 +30,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,8 +56,7 @@ class Size:
 
 
 SIZES = {
-    "quick": Size(budget="smoke", architectures=3, noise_architectures=2, seeds=2, workers=1, device="cpu",
-                  threads=1),
+    "quick": Size(budget="smoke", architectures=3, noise_architectures=2, seeds=2, workers=1, device="cpu"),
     "cpu": Size(budget="cpu", architectures=12, noise_architectures=4, seeds=3, workers=2, device="cpu"),
     "gpu": Size(budget="cpu", architectures=24, noise_architectures=6, seeds=3, workers=1, device="cuda"),
 }
@@ -181,20 +181,32 @@ def run_all(jobs: list[Job], specs: list[Any], size: Size, data: dict[str, Any],
     threads = worker_threads(size)
     print(f"{len(todo)} evaluations to run ({len(done)} cached) on {size.workers} worker(s) x {threads} thread(s)",
           flush=True)
+    with log.open("a") as sink:
+        for n, record in enumerate(_results(todo, specs, size, data, threads), 1):
+            done[record["key"]] = record
+            sink.write(json.dumps(record) + "\n")
+            sink.flush()
+            print(f"[{n}/{len(todo)}] {record['key']} {record['status']} val_loss {record['val_loss']} "
+                  f"fid {record['fid_proxy']} ({record['eval_seconds']} s)", flush=True)
+    return done
+
+
+def _results(todo: list[Job], specs: list[Any], size: Size, data: dict[str, Any],
+             threads: int) -> Iterator[dict[str, Any]]:
+    """Each job's record as it finishes: in this process for one worker (no start-up of a second
+    interpreter), else in a pool of spawned workers."""
+    if size.workers == 1:
+        _init_worker(threads, size.device, data)
+        for job in todo:
+            yield run_job(job, specs[job.index].to_yaml(), size.budget)
+        return
     import multiprocessing
 
     with ProcessPoolExecutor(size.workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_worker, initargs=(threads, size.device, data)) as pool:
-        futures = {pool.submit(run_job, j, specs[j.index].to_yaml(), size.budget): j for j in todo}
-        with log.open("a") as sink:
-            for n, future in enumerate(as_completed(futures), 1):
-                record = future.result()
-                done[record["key"]] = record
-                sink.write(json.dumps(record) + "\n")
-                sink.flush()
-                print(f"[{n}/{len(todo)}] {record['key']} {record['status']} val_loss {record['val_loss']} "
-                      f"fid {record['fid_proxy']} ({record['eval_seconds']} s)", flush=True)
-    return done
+        futures = [pool.submit(run_job, j, specs[j.index].to_yaml(), size.budget) for j in todo]
+        for future in as_completed(futures):
+            yield future.result()
 
 
 # ----- analysis ---------------------------------------------------------------------------------
