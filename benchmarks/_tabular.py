@@ -109,15 +109,7 @@ def write_table(path: Path, rows: list[dict[str, Any]], header: list[str]) -> No
 # ----- building -------------------------------------------------------------------------------
 def infeasible_keys(space: Any, costs: dict[str, Any]) -> list[str]:
     """Constraint keys that ``costs`` break (only metrics present in ``costs`` are checked)."""
-    from nas.space.search_space import CONSTRAINT_KEYS
-
-    broken = []
-    for key, limit in space.constraints.items():
-        metric, kind = CONSTRAINT_KEYS[key]
-        value = costs.get(metric)
-        if value is not None and (value > limit if kind == "max" else value < limit):
-            broken.append(key)
-    return broken
+    return [key for key, value in space.constraint_values(costs).items() if value > 0]
 
 
 def evaluate_point(space: Any, spec: Any, budget: Any, budget_name: str, context: Any) -> dict[str, Any]:

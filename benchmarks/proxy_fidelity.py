@@ -81,21 +81,13 @@ def pick_architectures(space_path: str, count: int, seed: int) -> list[Any]:
     """``count`` distinct architectures of the space that meet its constraints (seeded draw)."""
     from nas.cost import static_costs
     from nas.space import load_space
-    from nas.space.search_space import CONSTRAINT_KEYS
 
     space = load_space(space_path)
     chosen, seen = [], set()
     for spec in space.sample(50 * count, seed=seed):
         if spec.digest() in seen:
             continue
-        costs = static_costs(spec)
-        feasible = True
-        for key, limit in space.constraints.items():
-            metric, kind = CONSTRAINT_KEYS[key]
-            if metric in costs:
-                value = costs[metric]
-                feasible &= value <= limit if kind == "max" else value >= limit
-        if feasible:
+        if all(v <= 0 for v in space.constraint_values(static_costs(spec)).values()):
             seen.add(spec.digest())
             chosen.append(spec)
         if len(chosen) == count:

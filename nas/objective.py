@@ -32,7 +32,6 @@ from evaluators.proxy import EvalContext, EvalResult, evaluate
 from nas.errors import ConfigError
 from nas.pruning import ParetoRungRule, rung_key
 from nas.space import SearchSpace
-from nas.space.search_space import CONSTRAINT_KEYS
 from nas.spec import UNetSpec
 
 __all__ = ["CandidateRunner", "TrialOutcome", "METRIC_ATTRS"]
@@ -136,13 +135,7 @@ class CandidateRunner:
 
     def _record_constraints(self, trial: optuna.Trial, attrs: dict[str, Any], *, final: bool) -> bool:
         """Whether a constraint is broken; on ``final``, write the values (<= 0 is feasible)."""
-        values: dict[str, float] = {}
-        for key, limit in self.space.constraints.items():
-            metric, kind = CONSTRAINT_KEYS[key]
-            if attrs.get(metric) is None:
-                continue
-            value = float(attrs[metric])
-            values[key] = value - limit if kind == "max" else limit - value
+        values = self.space.constraint_values(attrs)
         broken = any(v > 0 for v in values.values())
         if final:
             for key, value in values.items():

@@ -420,19 +420,17 @@ def _check_constraints_reachable(space: SearchSpace, probes: int = 24) -> None:
     from nas.cost import static_costs  # builds on the meta device: no memory, fast
 
     candidates = [space.extreme_spec(), *space.sample(probes, seed=0)]
-    best: dict[str, float] = {}
+    best: dict[str, float] = {}  # the smallest excess over each limit among the probes
     for spec in candidates:
         costs = static_costs(spec, needs=set(space.constraints))
-        violated = False
-        for key, limit in space.constraints.items():
-            metric, kind = CONSTRAINT_KEYS[key]
-            if metric not in costs:
-                continue  # measured only at evaluation time (throughput, latency, memory)
-            value = costs[metric]
+        # Only the static costs are known here; throughput, latency and memory are measured later.
+        values = space.constraint_values(costs)
+        for key, value in values.items():
             best[key] = min(best.get(key, value), value)
-            violated |= value > limit if kind == "max" else value < limit
-        if not violated:
+        if all(v <= 0 for v in values.values()):
             return
-    key = next(k for k in space.constraints if k in best and best[k] > space.constraints[k])
+    # Static costs only have upper limits, so limit + excess is the smallest value probed.
+    key = next(k for k in space.constraints if best.get(k, 0) > 0)
     raise ConfigError(f"no point of the space meets {space.constraints[key]:g}: the smallest of "
-                      f"{len(candidates)} probed points has {best[key]:.0f}", key=f"constraints.{key}")
+                      f"{len(candidates)} probed points has {space.constraints[key] + best[key]:.0f}",
+                      key=f"constraints.{key}")

@@ -94,6 +94,19 @@ class SearchSpace:
     pivots: frozenset[str] = field(default_factory=frozenset)
 
     # ----- basic facts ------------------------------------------------------------------
+    def constraint_values(self, costs: dict[str, Any]) -> dict[str, float]:
+        """Each constraint's value for ``costs`` (metric -> number), in Optuna's convention:
+        ``<= 0`` is met, ``> 0`` broken by that much.  Constraints whose metric ``costs`` lacks
+        (measured only later, e.g. throughput) are left out."""
+        values: dict[str, float] = {}
+        for key, limit in self.constraints.items():
+            metric, kind = CONSTRAINT_KEYS[key]
+            if costs.get(metric) is None:
+                continue
+            value = float(costs[metric])
+            values[key] = value - limit if kind == "max" else limit - value
+        return values
+
     @property
     def max_levels(self) -> int:
         """The largest number of levels any point of the space has."""
