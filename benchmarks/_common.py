@@ -8,7 +8,6 @@ be traced to a rerunnable command.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import platform
 import shlex
@@ -62,15 +61,9 @@ def output_dir(name: str, out: str | Path | None) -> Path:
 
 
 def write_result(path: Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` with the command, machine and date added; returns the path."""
+    """Write ``payload`` with the command, machine and date added (atomically); returns the path."""
+    from nas.io import write_json
+
     data = {"command": command_line(), "machine": machine(),
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **payload}
-    path.write_text(json.dumps(data, indent=2, default=_plain) + "\n")
-    return path
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars and arrays as plain JSON."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    return write_json(path, data)

@@ -98,18 +98,20 @@ def read_table(path: Path) -> list[dict[str, Any]]:
 
 def write_table(path: Path, rows: list[dict[str, Any]], header: list[str]) -> None:
     """Rewrite the whole table atomically (a kill leaves the old file or the new one)."""
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as fh:
+    from nas.io import atomic_writer
+
+    with atomic_writer(path, newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=header, extrasaction="ignore")
         writer.writeheader()
         writer.writerows({k: _cell(r.get(k)) for k in header} for r in rows)
-    os.replace(tmp, path)
 
 
 # ----- building -------------------------------------------------------------------------------
 def infeasible_keys(space: Any, costs: dict[str, Any]) -> list[str]:
     """Constraint keys that ``costs`` break (only metrics present in ``costs`` are checked)."""
-    return [key for key, value in space.constraint_values(costs).items() if value > 0]
+    from nas.front import broken_constraints
+
+    return list(broken_constraints(space.constraint_values(costs)))
 
 
 def evaluate_point(space: Any, spec: Any, budget: Any, budget_name: str, context: Any) -> dict[str, Any]:
@@ -163,7 +165,9 @@ def remeasure_throughput(space: Any, rows: list[dict[str, Any]], budget: Any, de
     specs = {s.digest(): s for s in space.enumerate()}
     todo = [r for r in rows if r["status"] == "ok" and r["digest"] in specs]
     samples: dict[str, list[float]] = {r["digest"]: [] for r in todo}
-    dtype = "bfloat16" if device.type == "cuda" else "float32"
+    from evaluators.device import Precision
+
+    dtype = Precision.for_device(device).dtype_name
     rng = np.random.default_rng(0)
     for _ in range(rounds):
         for index in rng.permutation(len(todo)):
@@ -189,7 +193,8 @@ def build_table(path: Path, space: Any, *, budget_name: str, points: int | None,
     throughput again in ``throughput_rounds`` interleaved rounds."""
     import torch
 
-    from evaluators.proxy import EvalContext, pick_device
+    from evaluators.device import pick_device
+    from evaluators.proxy import EvalContext
 
     budget = table_budgets()[budget_name]
     specs = list(space.enumerate())
@@ -235,6 +240,57 @@ def build_table(path: Path, space: Any, *, budget_name: str, points: int | None,
 
 
 # ----- lookup ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TableLookup:
+    """The table in place of live measurement and training, for :class:`nas.trial_runner.TrialRunner`.
+
+    ``gate()`` is the search's own gate (:func:`nas.gate.run_gate`) over the rows' recorded
+    params and MACs, then throughput and latency; ``evaluate`` returns a row as an evaluation
+    result, calling the rung hook with each recorded rung loss (a hook that says stop ends the
+    trial there, PRUNED, having cost the steps up to that rung).  A point missing from a partial
+    (quick) table has no figures and is recorded ``error``.
+    """
+
+    rows: dict[str, dict[str, Any]]
+
+    def static(self, spec: Any) -> dict[str, Any]:
+        """The row's params and MACs (nothing for a missing point)."""
+        row = self.rows.get(spec.digest())
+        return {} if row is None else {"params": row["params"], "macs": row["macs"]}
+
+    def timing(self, spec: Any) -> dict[str, Any]:
+        """The row's throughput (the interleaved re-measurement's median) and latency."""
+        row = self.rows.get(spec.digest())
+        if row is None or row["throughput"] is None:
+            return {}
+        return {"throughput": row["throughput"], "latency_ms": row["latency_ms"]}
+
+    def gate(self, space: Any) -> Any:
+        """The search's gate over this table's figures."""
+        from nas.gate import Gate
+
+        return Gate(space=space, static=self.static, timing=self.timing)
+
+    def evaluate(self, spec: Any, *, rung_hook: Any = None, artifacts_dir: Any = None) -> Any:
+        """The row as an :class:`evaluators.proxy.EvalResult` (see the class docstring)."""
+        from evaluators.proxy import EvalResult
+
+        row = self.rows.get(spec.digest())
+        if row is None:
+            return EvalResult(status="error", reason="not in the table")
+        rung = 0
+        while row.get(f"rung{rung}_step") is not None:
+            step, loss = row[f"rung{rung}_step"], row[f"rung{rung}_val_loss"]
+            if rung_hook is not None and rung_hook(rung, step, loss):
+                return EvalResult(status="pruned", reason=f"stopped at rung {rung} (step {step})", steps=step)
+            rung += 1
+        result = EvalResult(status=row["status"], reason=str(row.get("reason") or ""), val_loss=row.get("val_loss"),
+                            fid_proxy=row.get("fid_proxy"), steps=int(row.get("steps") or 0))
+        result.train_seconds = float(row.get("train_seconds") or 0.0)
+        result.eval_seconds = float(row.get("eval_seconds") or 0.0)
+        return result
+
+
 @dataclass
 class Table:
     """The table as the replay needs it: rows by digest and the normalisation of objectives."""
@@ -263,7 +319,7 @@ class Table:
 
     def hypervolume(self, values: np.ndarray) -> float:
         """Hypervolume of objective ``values`` (N, M, study orientation) in the normalised space."""
-        from nas.pareto import hypervolume
+        from nas.front import hypervolume
 
         if len(values) == 0:
             return 0.0

@@ -30,8 +30,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from nas.pareto import _minimised, candidate_trials, front_trials, hypervolume
-    from nas.search import main as search
+    from nas.front import hypervolume
+    from nas.pareto import candidate_trials, front_trials, minimised_values
+    from nas.search.__main__ import main as search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rows = {}
@@ -45,7 +46,7 @@ def main() -> int:
             name = next(out.glob("*.db")).stem
             study = optuna.load_study(study_name=name, storage=f"sqlite:///{out / name}.db")
             rows[label] = (study, wall)
-        points = {k: np.array([_minimised(s, t.values) for t in candidate_trials(s)]) for k, (s, _) in rows.items()}
+        points = {k: minimised_values(s, candidate_trials(s)) for k, (s, _) in rows.items()}
         union = np.concatenate([p for p in points.values() if len(p)])
         lo, hi = union.min(axis=0), union.max(axis=0)
         scale = np.where(hi > lo, hi - lo, 1.0)
@@ -56,7 +57,7 @@ def main() -> int:
             steps = sum(t.user_attrs.get("steps", 0) for t in trials if t.user_attrs.get("duplicate_of") is None)
             pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)
             front = front_trials(study)
-            norm = (np.array([_minimised(study, t.values) for t in front]) - lo) / scale
+            norm = (minimised_values(study, front) - lo) / scale
             hv = hypervolume(norm, np.full(norm.shape[1], 1.1)) if len(front) else 0.0
             print(f"  {label:>8}: {steps} training steps, {pruned} pruned, wall {wall:.0f} s, "
                   f"front {len(front)}, hypervolume {hv:.4f}")

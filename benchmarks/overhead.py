@@ -200,7 +200,8 @@ def plot(runs: list[dict[str, Any]], path: Path) -> Path:
     labels = [f"{r['backend']}\n{r['budget']} x{r['trials']}" for r in runs]
     parts = [("compute (train, FID sampling, timing)", "compute_s", "tab:green"),
              ("evaluator overhead (build, held-out loss, features)", "evaluator_overhead_s", "tab:orange"),
-             ("other during trials (sampler, storage, gate, artifacts; Ray: worker start-up)", "other_in_span_s", "tab:blue"),
+             ("other during trials (sampler, storage, gate, artifacts; Ray: worker start-up)", "other_in_span_s",
+              "tab:blue"),
              ("fixed start-up and shutdown (imports, data, Ray, reports)", "fixed_startup_s", "tab:gray")]
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(runs) + 3), 5.2))
     bottom = [0.0] * len(runs)

@@ -28,7 +28,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import output_dir, write_result  # noqa: E402
+from _common import output_dir, write_result
 
 NAME = "proxy_fidelity"
 
@@ -80,6 +79,7 @@ class Job:
 def pick_architectures(space_path: str, count: int, seed: int) -> list[Any]:
     """``count`` distinct architectures of the space that meet its constraints (seeded draw)."""
     from nas.cost import static_costs
+    from nas.front import constraints_met
     from nas.space import load_space
 
     space = load_space(space_path)
@@ -87,7 +87,7 @@ def pick_architectures(space_path: str, count: int, seed: int) -> list[Any]:
     for spec in space.sample(50 * count, seed=seed):
         if spec.digest() in seen:
             continue
-        if all(v <= 0 for v in space.constraint_values(static_costs(spec)).values()):
+        if constraints_met(space.constraint_values(static_costs(spec)).values()):
             seen.add(spec.digest())
             chosen.append(spec)
         if len(chosen) == count:
@@ -154,9 +154,11 @@ def run_job(job: Job, spec_yaml: str, budget_name: str) -> dict[str, Any]:
 def worker_threads(size: Size) -> int:
     """Torch threads per worker.  Never more threads than cores in all: oversubscribed OpenMP
     threads spin against each other, and slowed a smoke evaluation 8x on this 2-core machine."""
+    from evaluators.device import cpu_threads_per_worker
+
     if size.threads:
         return size.threads
-    return max(1, (os.cpu_count() or 1) // size.workers) if size.device == "cpu" else 1
+    return cpu_threads_per_worker(size.workers) if size.device == "cpu" else 1
 
 
 def run_all(jobs: list[Job], specs: list[Any], size: Size, data: dict[str, Any], log: Path) -> dict[str, dict]:
@@ -265,7 +267,7 @@ def plot(records: dict[str, dict], analysis: dict[str, Any], size: Size, path: P
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
     arch = analysis["architectures_scored"]
-    for ax, metric, label in zip(axes, ("val_loss", "fid_proxy"), ("held-out loss", "FID proxy")):
+    for ax, metric, label in zip(axes, ("val_loss", "fid_proxy"), ("held-out loss", "FID proxy"), strict=True):
         xs = [records[f"{i}:proxy:0"][metric] for i in arch]
         ys = [records[f"{i}:reference:0"][metric] for i in arch]
         spread = {p["index"]: p["values"] for p in analysis["seed_noise"][metric]["per_architecture"]}

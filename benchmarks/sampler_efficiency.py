@@ -13,8 +13,9 @@ trained, exactly as the search's cheap gate skips them.
 
 ``replay`` runs each sampler (``random``, ``nsga2``, ``tpe``, ``evolution``, ``rl``) for N trials
 over several seeds on an in-memory Optuna study opened as ``nas.search`` opens one, answering
-each trial from the table instead of training.  Duplicates, infeasible points and failures are
-recorded by the search's own ``CandidateRunner`` methods.  After every trial it computes the
+each trial from the table instead of training: the search's own ``TrialRunner`` records every
+trial (duplicates, the gate, infeasible points, rung hooks, failures), with the gate's figures
+and the evaluation taken from the table (``_tabular.TableLookup``).  After every trial it computes the
 hypervolume of the feasible points found so far, with objectives min-max normalised over every
 feasible table row (minimised orientation, reference point 1.1), as a share of the whole
 table's hypervolume.  It then replays ``random`` and ``evolution`` again with
@@ -42,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -53,7 +53,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, output_dir, write_result
-from _tabular import REFERENCE, SPACE, Table, build_table, read_table, table_budgets
+from _tabular import REFERENCE, SPACE, Table, TableLookup, build_table, read_table, table_budgets
 
 NAME = "sampler_efficiency"
 SAMPLER_ORDER = ("random", "nsga2", "tpe", "evolution", "rl")
@@ -115,97 +115,47 @@ class Run:
 
 
 def replay_one(space: Any, table: Table, sampler: str, seed: int, trials: int, *, prune: bool) -> Run:
-    """Replay one search of ``trials`` trials: each trial runs the search's runner steps with
-    the evaluator replaced by a table lookup."""
+    """Replay one search of ``trials`` trials: the search's own study, sampler and trial runner,
+    with the gate and the evaluation answered from the table (``_tabular.TableLookup``)."""
     import optuna
     from optuna.trial import TrialState
 
-    from nas.objective import CandidateRunner
     from nas.pruning import ParetoRungRule
     from nas.samplers import make_sampler
-    from nas.study import open_study
+    from nas.study import open_search_study
+    from nas.trial_runner import TrialRunner
 
-    study = open_study(space, storage=optuna.storages.InMemoryStorage(), study_name=f"{sampler}-{seed}",
-                       sampler=make_sampler(sampler, seed=seed))
-    # The search's own recording steps (duplicates, constraints, rung hook); context is unused by them.
-    runner = CandidateRunner(space=space, budget=table_budgets()[table.budget_name], context=None,  # type: ignore[arg-type]
-                             study=study, rule=ParetoRungRule() if prune else None, seed=0)
+    study = open_search_study(space, storage=optuna.storages.InMemoryStorage(), study_name=f"{sampler}-{seed}",
+                              sampler=make_sampler(sampler, seed=seed))
+    lookup = TableLookup(table.rows)
+    runner = TrialRunner(space=space, study=study, gate=lookup.gate(space), evaluate=lookup.evaluate,
+                         rule=ParetoRungRule() if prune else None, seed=0, budget_name=table.budget_name)
     found: list[list[float]] = []
     hv_share: list[float] = []
     cum_steps: list[int] = []
     steps, train_s, eval_s, states, digests = 0, 0.0, 0.0, {}, set()
     for _ in range(trials):
         trial = study.ask()
-        state, values, status = _replay_trial(space, table, runner, trial)
+        outcome = runner.run(trial)
+        status = "duplicate" if trial.user_attrs.get("duplicate_of") is not None else outcome.status
         row = table.rows.get(trial.user_attrs.get("spec_digest", ""))
-        if row is not None and trial.user_attrs.get("duplicate_of") is None and status != "infeasible":
+        if row is not None and status not in ("duplicate", "infeasible"):
             used = int(trial.user_attrs.get("steps", 0))
             steps += used
             full = max(int(row["steps"] or 0), 1)
             train_s += float(row["train_seconds"] or 0.0) * used / full
             # A stopped trial skips the final held-out loss and the FID proxy.
-            eval_s += float(row["eval_seconds"] or 0.0) if state == TrialState.COMPLETE else \
+            eval_s += float(row["eval_seconds"] or 0.0) if outcome.state == TrialState.COMPLETE else \
                 float(row["train_seconds"] or 0.0) * used / full
             digests.add(row["digest"])
-        study.tell(trial, values, state=state)
+        study.tell(trial, outcome.values, state=outcome.state)
         states[status] = states.get(status, 0) + 1
-        if state == TrialState.COMPLETE and status == "ok":
-            found.append(values)  # type: ignore[arg-type]
+        if outcome.state == TrialState.COMPLETE and status == "ok":
+            found.append(outcome.values)  # type: ignore[arg-type]
         hv_share.append(table.hypervolume(np.array(found)) / table.true_hv if found else 0.0)
         cum_steps.append(steps)
     return Run(hv_share=hv_share, cum_steps=cum_steps, steps=steps, train_seconds=train_s, eval_seconds=eval_s,
                states=states, distinct=len(digests))
-
-
-def _replay_trial(space: Any, table: Table, runner: Any, trial: Any) -> tuple[Any, list[float] | None, str]:
-    """Mirror of ``CandidateRunner.run`` answered from the table: (state, values, status)."""
-    from optuna.trial import TrialState
-
-    from nas.errors import ConfigError
-    from nas.objective import FAILED_STATUSES
-
-    try:
-        spec = space.suggest(trial)
-    except ConfigError as err:
-        outcome = runner._fail(trial, "invalid", str(err))
-        return outcome.state, None, "invalid"
-    trial.set_user_attr("spec_digest", spec.digest())
-    earlier = runner._find_duplicate(spec, trial.number)
-    if earlier is not None:
-        outcome = runner._reuse(trial, earlier)
-        return outcome.state, outcome.values, "duplicate"
-    row = table.rows.get(spec.digest())
-    if row is None:  # only on a partial (quick) table
-        runner._fail(trial, "missing", "not in the table")
-        return TrialState.FAIL, None, "missing"
-    # The cheap gate (nas/objective.py _gate): static costs, throughput only when they pass.
-    attrs: dict[str, Any] = {"params": row["params"], "macs": row["macs"]}
-    if not runner._record_constraints(trial, attrs, final=False) and row["throughput"] is not None:
-        attrs.update(throughput=row["throughput"], latency_ms=row["latency_ms"])
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
-    if runner._record_constraints(trial, attrs, final=True):
-        trial.set_user_attr("status", "infeasible")
-        values = [attrs.get(o.metric, math.inf if o.direction == "minimize" else -math.inf)
-                  for o in space.objectives]
-        return TrialState.COMPLETE, [float(v) if v is not None else math.inf for v in values], "infeasible"
-    # Training: the rung hook sees each rung's stored loss and may stop the trial there.
-    hook = runner._rung_hook(trial)
-    rung = 0
-    while row.get(f"rung{rung}_step") is not None:
-        if hook(rung, row[f"rung{rung}_step"], row[f"rung{rung}_val_loss"]):
-            trial.set_user_attr("steps", row[f"rung{rung}_step"])
-            trial.set_user_attr("status", "pruned")
-            return TrialState.PRUNED, None, "pruned"
-        rung += 1
-    for key in ("val_loss", "fid_proxy", "steps", "train_seconds", "eval_seconds"):
-        if row.get(key) is not None:
-            trial.set_user_attr(key, row[key])
-    if row["status"] in FAILED_STATUSES:
-        runner._fail(trial, row["status"], str(row.get("reason") or ""))
-        return TrialState.FAIL, None, row["status"]
-    trial.set_user_attr("status", "ok")
-    return TrialState.COMPLETE, runner._values(trial.user_attrs), "ok"
 
 
 def _stats(values: np.ndarray) -> dict[str, Any]:
@@ -259,7 +209,7 @@ def replay(args: argparse.Namespace) -> int:
         print(f"{name:>9}: final HV share {samplers[name]['final']['mean']:.3f} "
               f"+- {samplers[name]['final']['std']:.3f}", flush=True)
     target = samplers["random"]["final"]["mean"]
-    for name, summary in samplers.items():
+    for summary in samplers.values():
         summary["trials_to_reach_random_final"] = trials_to_reach(summary["curve"]["mean"], target)
 
     early: dict[str, Any] = {}
@@ -341,9 +291,10 @@ def _early_summary(plain: list[Run], pruned: list[Run]) -> dict[str, Any]:
         "eval_seconds_with": _stats(np.array([r.eval_seconds for r in pruned])),
         "hv_without": _stats(np.array([r.hv_share[-1] for r in plain])),
         "hv_with": _stats(np.array([r.hv_share[-1] for r in pruned])),
-        "hv_cost": _stats(np.array([a.hv_share[-1] - b.hv_share[-1] for a, b in zip(plain, pruned)])),
+        "hv_cost": _stats(np.array([a.hv_share[-1] - b.hv_share[-1] for a, b in zip(plain, pruned, strict=True)])),
         # Equal compute: the plain run's share after its last trial within the stopped run's steps.
-        "hv_without_at_equal_steps": _stats(np.array([_at_steps(a, b.steps) for a, b in zip(plain, pruned)])),
+        "hv_without_at_equal_steps": _stats(np.array([_at_steps(a, b.steps)
+                                                      for a, b in zip(plain, pruned, strict=True)])),
         "pruned_trials": _stats(pruned_counts),
         "curve_with": [float(x) for x in np.array([r.hv_share for r in pruned]).mean(axis=0)],
         "cum_steps_without": [float(x) for x in np.array([r.cum_steps for r in plain]).mean(axis=0)],
@@ -354,7 +305,7 @@ def _early_summary(plain: list[Run], pruned: list[Run]) -> dict[str, Any]:
 def _at_steps(run: Run, steps: int) -> float:
     """``run``'s hypervolume share after the last trial whose cumulative steps fit in ``steps``."""
     share = 0.0
-    for hv, spent in zip(run.hv_share, run.cum_steps):
+    for hv, spent in zip(run.hv_share, run.cum_steps, strict=True):
         if spent > steps:
             break
         share = hv
@@ -394,7 +345,7 @@ def plot(samplers: dict[str, Any], early: dict[str, Any], target: float, trials:
 
     x = np.arange(1, trials + 1)
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.6), dpi=110)
-    colours = dict(zip(SAMPLER_ORDER, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    colours = dict(zip(SAMPLER_ORDER, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
     for name, s in samplers.items():
         c = s["curve"]
         ax.plot(x, c["mean"], color=colours.get(name), label=name)

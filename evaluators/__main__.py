@@ -11,14 +11,14 @@ import json
 import sys
 
 from evaluators.budget import DEFAULT_BUDGETS
-from nas.errors import ConfigError, exit_on_config_error
+from nas.cli import ArgumentParser, run_cli
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m evaluators", description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    """The evaluator's flags, with defaults shown in ``--help``."""
+    parser = ArgumentParser(prog="python -m evaluators", description=__doc__)
     parser.add_argument("--config", required=True, help="a spec YAML (from `nas.space sample` or `nas.export`)")
     parser.add_argument("--budget", default="cpu",
                         help=f"a budget name: {', '.join(DEFAULT_BUDGETS)}, or one defined by --space")
@@ -33,32 +33,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@exit_on_config_error
+@run_cli
 def main(argv: list[str] | None = None) -> int:
+    """Evaluate the spec and print the result; 0 when trained (or stopped), 1 when the candidate failed."""
+    from evaluators.spec_file import evaluate_spec_file
+    from nas.metrics import METRICS
+
     args = build_parser().parse_args(argv)
-    from evaluators.proxy import EvalContext, evaluate
-    from nas.spec import UNetSpec
-
-    spec = UNetSpec.from_yaml(args.config if args.config.endswith((".yaml", ".yml")) else args.config + ".yaml")
-    budgets, dataset = dict(DEFAULT_BUDGETS), "mnist"
-    if args.space:
-        from nas.space import load_space
-
-        space = load_space(args.space, check_constraints=False)
-        budgets, dataset = space.budgets, space.data.dataset
-    if args.budget not in budgets:
-        raise ConfigError(f"unknown budget {args.budget!r}; valid budgets are {list(budgets)}", key="--budget")
-    context = EvalContext.load(dataset=args.dataset or dataset, image_size=spec.image_size,
-                               channels=spec.in_channels, device=args.device, seed=0, fid=not args.no_fid)
-    result = evaluate(spec, budget=budgets[args.budget], context=context, seed=args.seed,
-                      artifacts_dir=args.artifacts)
+    result = evaluate_spec_file(args.config, budget=args.budget, space=args.space, dataset=args.dataset,
+                                device=args.device, seed=args.seed, fid=not args.no_fid, artifacts=args.artifacts)
     data = result.to_dict()
     if args.json:
         print(json.dumps(data))
     else:
-        for key in ("status", "reason", "val_loss", "fid_proxy", "fid_floor", "kid_mean", "kid_std", "throughput",
-                    "latency_ms", "params", "macs", "steps", "train_seconds", "sampling_seconds", "timing_seconds",
-                    "eval_seconds", "overhead_fraction", "setup_seconds", "device", "dtype"):
+        for key in ("status", "reason", *(name for name in METRICS if name in data)):
             value = data[key]
             print(f"{key:>18}: {value:.6g}" if isinstance(value, float) else f"{key:>18}: {value}")
     return 0 if result.status in ("ok", "pruned") else 1

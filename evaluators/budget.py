@@ -13,7 +13,7 @@ from typing import Any
 
 from nas.errors import ConfigError, close_match_hint
 
-__all__ = ["Budget", "DEFAULT_BUDGETS", "parse_budget"]
+__all__ = ["DEFAULT_BUDGETS", "Budget", "default_budget_name", "parse_budget", "parse_budgets"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,30 @@ def parse_budget(data: Any, *, base: Budget | None = None) -> Budget:
         if key not in valid:
             raise ConfigError(f"unknown key{close_match_hint(key, valid)}; valid keys are {valid}", key=key)
     return dataclasses.replace(base or Budget(), **data)
+
+
+def parse_budgets(raw: Any, *, source: str | None = None) -> dict[str, Budget]:
+    """The built-in budgets with ``raw`` (a space's or an export's ``budgets:``) merged over them.
+
+    A name that is also built in keeps the built-in values for keys it does not give; errors
+    name ``source`` and the key path (``budgets.<name>.<key>``).
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"expected a mapping of budget names, got {raw!r}", key="budgets", source=source)
+    budgets = dict(DEFAULT_BUDGETS)
+    for name, fields_ in raw.items():
+        try:
+            budgets[str(name)] = parse_budget(fields_, base=DEFAULT_BUDGETS.get(name))
+        except ConfigError as err:
+            raise err.within(source=source, key_prefix=f"budgets.{name}") from None
+    return budgets
+
+
+def default_budget_name(device_type: str) -> str:
+    """The budget used when none is named: ``gpu`` for a CUDA device, else ``cpu``."""
+    return "gpu" if device_type == "cuda" else "cpu"
 
 
 # Sized so that: smoke checks plumbing in seconds; cpu fits ~1 minute per candidate on 2 cores;

@@ -29,7 +29,7 @@ class EMA:
         """Move the average towards ``model``'s current weights (buffers are copied)."""
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for avg, cur in zip(self.model.parameters(), model.parameters()):
+        for avg, cur in zip(self.model.parameters(), model.parameters(), strict=True):
             avg.lerp_(cur.detach(), 1 - decay)
-        for avg, cur in zip(self.model.buffers(), model.buffers()):
+        for avg, cur in zip(self.model.buffers(), model.buffers(), strict=True):
             avg.copy_(cur)

@@ -17,7 +17,8 @@ Feature kinds (:data:`FEATURE_KINDS`):
 The network, its held-out accuracy and the real held-out features (and their mean/covariance)
 are cached on disk under ``$UNET_NAS_CACHE`` (default ``~/.cache/unet-nas``), keyed by the
 dataset key (source, size, channels, split), seed, feature kind and training recipe; files are
-written atomically (temporary file + rename) under a file lock, so concurrent workers train once.
+written atomically (:func:`nas.io.atomic_writer`) under a file lock (:func:`nas.io.file_lock`), so
+concurrent workers train once.
 
 Scores (:func:`score_samples`): ``fid_proxy`` is the Fréchet distance between the features of N
 samples and those of the whole held-out split; ``fid_floor`` is the same distance for N real
@@ -33,10 +34,8 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,7 @@ from evaluators.datasets.base import safe_token
 from evaluators.frechet import feature_stats, frechet_distance, kid
 from evaluators.inception import InceptionFeatures, inception_weights_path
 from nas.errors import ConfigError, close_match_hint
+from nas.io import atomic_writer, file_lock
 
 __all__ = [
     "CACHE_ENV",
@@ -171,41 +171,6 @@ def _resolve_kind(data: ImageData, feature_kind: str | None) -> str:
     return feature_kind
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    # Serialises "check cache -> train -> save" across processes (Ray workers start together).
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: atomic rename still keeps the file consistent
-        yield
-        return
-    try:
-        handle = open(path, "a+")  # noqa: SIM115 (closed below)
-    except OSError:  # read-only cache dir: reading still works, saving will warn
-        yield
-        return
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _atomic_save(payload: dict[str, Any], path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)  # atomic: readers see the old file or the complete new one
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _load_payload(path: Path, fields: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
@@ -318,7 +283,8 @@ def get_reference(
         )
         path = None
 
-    with _file_lock(path.with_name(path.name + ".lock")) if path else contextlib.nullcontext():
+    # The lock serialises "check cache -> train -> save" across processes (Ray workers start together).
+    with file_lock(path.with_name(path.name + ".lock")) if path else contextlib.nullcontext():
         payload = _load_payload(path, fields) if path else None
         from_cache = payload is not None
         if payload is not None:
@@ -336,7 +302,8 @@ def get_reference(
             )
             if path is not None:
                 try:
-                    _atomic_save(payload, path)
+                    with atomic_writer(path, binary=True) as handle:
+                        torch.save(payload, handle)
                 except OSError as err:
                     warnings.warn(f"could not write FID cache {path}: {err}", stacklevel=2)
     return FidReference(

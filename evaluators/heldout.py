@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from evaluators.device import Precision
 from nas.diffusion import GaussianDiffusion
 
-__all__ = ["HeldOutProbe", "NOISE_SEED"]
+__all__ = ["NOISE_SEED", "HeldOutProbe"]
 
 NOISE_SEED = 20_240_611  # fixed for every candidate, study and training seed
 
@@ -41,16 +42,17 @@ class HeldOutProbe:
 
     @torch.no_grad()
     def loss(self, model: nn.Module, diffusion: GaussianDiffusion, *, device: torch.device,
-             autocast_dtype: torch.dtype | None = None) -> tuple[float, list[float]]:
-        """Mean target MSE over the grid, and the per-timestep means (low ``t`` first)."""
+             precision: Precision | None = None) -> tuple[float, list[float]]:
+        """Mean target MSE over the grid, and the per-timestep means (low ``t`` first); forward
+        passes run in ``precision`` (float32 when not given)."""
+        precision = precision or Precision()
         per_t = []
         for k, t in enumerate(self.timesteps.tolist()):
             total = 0.0
             for start in range(0, len(self.images), self.batch_size):
                 x0 = self.images[start:start + self.batch_size].to(device)
                 noise = self.noise[k, start:start + self.batch_size].to(device)
-                with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
-                                    enabled=autocast_dtype is not None):
+                with precision.autocast(device):
                     mse = diffusion.target_mse(model, x0, t, noise)
                 total += float(mse.float().sum())
             per_t.append(total / len(self.images))

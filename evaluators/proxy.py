@@ -32,29 +32,23 @@ from typing import Any
 import torch
 
 from evaluators.budget import Budget
+from evaluators.device import Precision, empty_cache, pick_device, synchronize
 from evaluators.heldout import NOISE_SEED, HeldOutProbe
-from evaluators.throughput import measure_throughput, resolve_device, sampling_cost
+from evaluators.throughput import measure_throughput, sampling_cost
 from evaluators.training import RungHook, TrainOutcome, TrainState, is_oom, train
 from nas.diffusion import GaussianDiffusion
 from nas.errors import ConfigError
 from nas.spec import UNetSpec
 
-__all__ = ["EvalContext", "EvalResult", "STATUSES", "evaluate", "pick_device"]
+__all__ = ["STATUSES", "EvalContext", "EvalResult", "evaluate", "sample_and_score", "save_grid"]
 
 STATUSES = ("ok", "pruned", "diverged", "oom", "timeout", "invalid", "error")
 SAMPLE_NOISE_SEED = NOISE_SEED + 1  # the FID proxy's initial noise: fixed for every candidate
 
 
-def pick_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` is CUDA when available, else CPU; other names are checked."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return resolve_device(device)
-
-
 @dataclass
 class EvalContext:
-    """What every candidate of a study shares: data, FID reference and device.
+    """What every candidate of a study shares: data, FID reference, device and precision.
 
     Build it once per process with :meth:`load` (about a second with a cached reference) and
     pass it to every :func:`evaluate` call.
@@ -63,6 +57,7 @@ class EvalContext:
     data: Any  # evaluators.data.ImageData
     reference: Any  # evaluators.fid.FidReference, or None to skip the FID proxy
     device: torch.device
+    precision: Precision = field(default_factory=Precision)
     setup_seconds: float = 0.0
 
     @classmethod
@@ -79,7 +74,8 @@ class EvalContext:
             from evaluators.fid import get_reference
 
             reference = get_reference(data, seed=seed, cache_dir=cache_dir, device=dev)
-        return cls(data=data, reference=reference, device=dev, setup_seconds=time.perf_counter() - started)
+        return cls(data=data, reference=reference, device=dev, precision=Precision.for_device(dev),
+                   setup_seconds=time.perf_counter() - started)
 
     def prepare(self, budget: Budget) -> None:
         """Compute what depends on the budget but not on the candidate (the FID proxy's
@@ -157,10 +153,8 @@ def evaluate(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int 
     context.prepare(budget)  # once per process and budget, so it is setup rather than overhead
     started = time.perf_counter()
     device = context.device
-    cuda = device.type == "cuda"
     result = EvalResult(status="ok", seed=seed, spec_digest=spec.digest(), budget=budget.to_dict(),
-                        device=str(device), dtype="bfloat16" if cuda else "float32",
-                        setup_seconds=context.setup_seconds)
+                        device=str(device), dtype=context.precision.dtype_name, setup_seconds=context.setup_seconds)
     try:
         _run(spec, budget=budget, context=context, seed=seed, rung_hook=rung_hook, result=result,
              artifacts_dir=artifacts_dir, compile_model=compile_model, measure=measure, started=started)
@@ -175,8 +169,7 @@ def evaluate(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int 
             result.status = "error"
             result.reason = f"{type(err).__name__}: {err} ({Path(frame.filename).name}:{frame.lineno})"
     finally:
-        if cuda:
-            torch.cuda.empty_cache()
+        empty_cache(device)
     result.eval_seconds = time.perf_counter() - started
     productive = result.train_seconds + result.sampling_seconds + result.timing_seconds
     result.overhead_seconds = max(0.0, result.eval_seconds - productive)
@@ -197,8 +190,7 @@ def _run(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int, run
     from nas.cost import count_macs
     from nas.unet import build_unet
 
-    device, data = context.device, context.data
-    cuda = device.type == "cuda"
+    device, data, precision = context.device, context.data, context.precision
     _check_data(spec, data)
     diffusion = GaussianDiffusion.from_spec(spec).to(device)
     t0 = time.perf_counter()
@@ -212,9 +204,7 @@ def _run(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int, run
         torch.manual_seed(seed)
         model = build_unet(spec)
         result.params = sum(p.numel() for p in model.parameters())
-        model = model.to(device)
-        if cuda:
-            model = model.to(memory_format=torch.channels_last)
+        model = precision.prepare_model(model.to(device))
         try:
             if measure and attempt == 0:
                 _measure(model, spec, budget, device, result)
@@ -228,7 +218,8 @@ def _run(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int, run
             # held-out images (the same ones for everyone) is enough and keeps early stopping cheap.
             rung_probe = HeldOutProbe.build(data.held_out, images=max(16, budget.val_images // 4),
                                             timesteps=budget.val_timesteps, diffusion_steps=spec.diffusion_steps)
-            outcome = train(state, diffusion, data.train, budget=budget, device=device, batch_size=batch_size,
+            outcome = train(state, diffusion, data.train, budget=budget, device=device, precision=precision,
+                            batch_size=batch_size,
                             deadline=deadline, probe=rung_probe, rung_hook=rung_hook,
                             curve_every=max(1, budget.steps // 200))
             break
@@ -236,21 +227,20 @@ def _run(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int, run
             if not is_oom(err) or attempt == 1 or batch_size < 2:
                 raise
             del model
-            if cuda:
-                torch.cuda.empty_cache()
+            empty_cache(device)
             batch_size //= 2
     _record_training(outcome, result, batch_size)
     if outcome.status not in ("ok", "pruned"):
         return
-    autocast = torch.bfloat16 if cuda else None
     result.val_loss, result.val_loss_by_t = probe.loss(state.ema.model, diffusion, device=device,
-                                                       autocast_dtype=autocast)
+                                                       precision=precision)
     if outcome.status == "pruned" or context.reference is None or budget.fid_samples == 0:
         return
     if time.perf_counter() > deadline:
         result.status, result.reason = "timeout", "wall-clock cap reached before the FID proxy"
         return
-    _score_samples(spec, budget, context, diffusion, state.ema.model, result, artifacts_dir)
+    sample_and_score(spec, budget=budget, context=context, diffusion=diffusion, model=state.ema.model, result=result,
+                     artifacts_dir=artifacts_dir)
 
 
 def _record_training(outcome: TrainOutcome, result: EvalResult, batch_size: int) -> None:
@@ -275,24 +265,24 @@ def _measure(model: torch.nn.Module, spec: UNetSpec, budget: Budget, device: tor
     result.timing_seconds += time.perf_counter() - t0
 
 
-def _score_samples(spec: UNetSpec, budget: Budget, context: EvalContext, diffusion: GaussianDiffusion,
-                   model: torch.nn.Module, result: EvalResult, artifacts_dir: str | Path | None) -> None:
+def sample_and_score(spec: UNetSpec, *, budget: Budget, context: EvalContext, diffusion: GaussianDiffusion,
+                     model: torch.nn.Module, result: EvalResult, artifacts_dir: str | Path | None = None) -> None:
+    """Generate ``budget.fid_samples`` DDIM samples from ``model`` (fixed noise seeds) and write the
+    FID proxy, its floor and KID into ``result``; ``artifacts_dir`` receives ``samples.png``."""
     from evaluators.fid import score_samples
 
     device = context.device
-    cuda = device.type == "cuda"
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(SAMPLE_NOISE_SEED)
     noise = torch.randn((budget.fid_samples, spec.in_channels, spec.image_size, spec.image_size), generator=gen)
     chunks = []
     chunk = max(budget.batch_size, 64)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+    with context.precision.autocast(device):
         for start in range(0, len(noise), chunk):
             x = diffusion.ddim_sample(model, noise[start:start + chunk].to(device), steps=budget.sample_steps)
             chunks.append(x.float().clamp(-1, 1).cpu())
     samples = torch.cat(chunks)
-    if cuda:
-        torch.cuda.synchronize(device)
+    synchronize(device)
     result.sampling_seconds = time.perf_counter() - t0
     scores = score_samples(samples, context.reference, seed=0)
     result.fid_proxy = float(scores["fid_proxy"])

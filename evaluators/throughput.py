@@ -1,16 +1,15 @@
-"""Cost of a denoiser: parameters, MACs, throughput, batch-1 latency, peak memory, sampling cost.
+"""Measured cost of a denoiser: throughput, batch-1 latency, peak memory and sampling cost.
 
 Implements the ``throughput`` metric of DESIGN.md ("Metric definitions"): images per second of
 one denoiser evaluation ``model(x, t)`` at batch ``B`` on a named device and dtype, measured after
 warm-up, with device synchronisation around every timed region, as the median of repeats with
 their min-max spread.  The cost of an ``N``-step sample is ``N`` times the per-evaluation time
 (the "total sampling cost = NFE x per-evaluation cost" of the hardware-aware NAS literature, e.g.
-SnapFusion, Li et al. 2023, which also shows why parameter count is no proxy for latency);
-:func:`measure_sampling` times the chained loop directly when that is cheap enough.
+SnapFusion, Li et al. 2023, which also shows why parameter count is no proxy for latency).
 
-MACs come from :class:`torch.utils.flop_counter.FlopCounterMode`, which counts two FLOPs per
-multiply-accumulate of matrix products, convolutions (incl. transposed) and attention kernels and
-nothing for element-wise work (norms, activations, additions, biases); MACs = FLOPs / 2.
+The static costs, known without running the network, live elsewhere: parameters in
+:func:`nas.unet.count_parameters` and MACs in :func:`nas.cost.count_macs` (both on the ``meta``
+device, from the spec).
 """
 
 from __future__ import annotations
@@ -27,24 +26,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
+from evaluators.device import resolve_device, synchronize
 from nas.errors import ConfigError, close_match_hint
 
-__all__ = [
-    "DEVICE_TYPES",
-    "DTYPES",
-    "ThroughputReport",
-    "count_macs",
-    "count_params",
-    "measure_sampling",
-    "measure_throughput",
-    "resolve_device",
-    "sampling_cost",
-]
+__all__ = ["DTYPES", "ThroughputReport", "measure_throughput", "sampling_cost"]
 
-# Device types this evaluator knows how to synchronise and measure memory on.
-DEVICE_TYPES = ("cpu", "cuda")
 # Evaluation dtypes; bfloat16 runs under torch.autocast so the weights stay float32.
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -52,40 +39,6 @@ _MIB = 2**20
 
 
 # ----- small helpers ----------------------------------------------------------------------------
-def resolve_device(device: torch.device | str) -> torch.device:
-    """Parse and check an evaluation device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...).
-
-    Raises :class:`~nas.errors.ConfigError` for names torch does not parse, for device types
-    other than :data:`DEVICE_TYPES`, and for CUDA devices this machine does not have.
-    """
-    valid = f"expected one of {list(DEVICE_TYPES)} (optionally with an index, e.g. 'cuda:0')"
-    if isinstance(device, torch.device):
-        dev = device
-    else:
-        try:
-            dev = torch.device(str(device))
-        except (RuntimeError, ValueError):
-            hint = close_match_hint(str(device), DEVICE_TYPES)
-            raise ConfigError(f"unknown device {device!r}{hint}; {valid}", key="device") from None
-    if dev.type not in DEVICE_TYPES:
-        hint = close_match_hint(dev.type, DEVICE_TYPES)
-        raise ConfigError(f"unsupported device {str(dev)!r}{hint}; {valid}", key="device")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"device {str(dev)!r} requested but CUDA is not available "
-                f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}); "
-                "use device='cpu' or run on a machine with a GPU", key="device")
-        count = torch.cuda.device_count()
-        index = torch.cuda.current_device() if dev.index is None else dev.index
-        if index >= count:
-            raise ConfigError(
-                f"device {str(dev)!r} requested but only {count} CUDA device(s) exist "
-                f"(valid: {[f'cuda:{i}' for i in range(count)]})", key="device")
-        dev = torch.device("cuda", index)  # explicit index: memory stats and sync need one
-    return dev
-
-
 def _resolve_dtype(dtype: str) -> torch.dtype:
     if dtype not in DTYPES:
         hint = close_match_hint(str(dtype), DTYPES)
@@ -126,12 +79,6 @@ def _example_inputs(input_shape: tuple[int, int, int], batch_size: int,
     x = torch.randn(batch_size, *input_shape, generator=gen).to(device)
     t = torch.zeros(batch_size, dtype=torch.long, device=device)
     return x, t
-
-
-def _sync(device: torch.device) -> None:
-    # CUDA kernels run asynchronously: without this the clock would stop at launch, not finish.
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager[Any]:
@@ -177,40 +124,14 @@ def _device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-# ----- static cost ------------------------------------------------------------------------------
-def count_params(model: nn.Module) -> int:
-    """Number of parameters (trainable or not); a parameter shared by several modules counts once."""
-    return sum(p.numel() for p in model.parameters())
-
-
-def count_macs(model: nn.Module, *, input_shape: tuple[int, int, int], batch_size: int = 1) -> int:
-    """Multiply-accumulates of one denoiser evaluation, per image.
-
-    Runs ``model(x, t)`` once under ``no_grad`` and :class:`FlopCounterMode` on the model's
-    device (CPU when it has no tensors; a model on the ``meta`` device is counted without
-    computing anything), with ``x`` of shape ``(batch_size, *input_shape)`` and integer ``t`` of
-    shape ``(batch_size,)``.  FlopCounterMode counts 2 FLOPs per MAC of matmuls, convolutions and
-    attention and ignores element-wise ops, so this returns ``FLOPs / 2 / batch_size``.  The
-    model's training flags are restored afterwards.
-    """
-    shape = _check_shape(input_shape)
-    _check_positive("batch_size", batch_size)
-    device = _model_device(model)
-    x, t = _example_inputs(shape, batch_size, device)
-    counter = FlopCounterMode(display=False)
-    with _evaluating(model, device), torch.no_grad(), counter:
-        model(x, t)
-    return counter.get_total_flops() // (2 * batch_size)
-
-
 # ----- timing -----------------------------------------------------------------------------------
 def _timed(fn: Callable[[], Any], device: torch.device, iters: int) -> float:
     """Seconds for ``iters`` back-to-back calls of ``fn``, synchronised on both sides."""
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(iters):
         fn()
-    _sync(device)
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -357,7 +278,7 @@ def sampling_cost(report: ThroughputReport, *, steps: int) -> dict[str, Any]:
 
     Returns seconds per batch of ``report.batch_size`` images, seconds per image, images/s of
     full sampling, and the batch-1 sample latency in seconds.  The sampler's own arithmetic
-    (a few element-wise ops per step) is excluded; :func:`measure_sampling` includes it.
+    (a few element-wise ops per step) and per-step launch overheads are excluded.
     """
     _check_positive("steps", steps)
     return {
@@ -368,65 +289,4 @@ def sampling_cost(report: ThroughputReport, *, steps: int) -> dict[str, Any]:
         "images_per_s": report.images_per_s / steps,
         "latency_s": steps * report.latency_ms / 1000.0,
         "method": "steps x median per-evaluation time",
-    }
-
-
-def measure_sampling(
-    model: nn.Module,
-    *,
-    input_shape: tuple[int, int, int],
-    batch_size: int,
-    steps: int,
-    device: torch.device | str,
-    dtype: str = "float32",
-    repeats: int = 3,
-    warmup: int = 1,
-    num_threads: int | None = None,
-) -> dict[str, Any]:
-    """Time a full ``steps``-evaluation sampling loop directly (worth it only when cheap).
-
-    Each step feeds the network's output back (``x <- x - out[:, :C] / steps``, a stand-in for a
-    DDIM update with the same data dependency and one element-wise op), so the measurement
-    includes per-step launch and dependency overheads that :func:`sampling_cost` leaves out.
-    ``warmup`` untimed loops precede ``repeats`` timed ones; ``(warmup + repeats) * steps``
-    forwards in total; ``num_threads`` as in :func:`measure_throughput`.  Returns medians and
-    ``(min, max)`` spreads in the :func:`sampling_cost` keys.
-    """
-    dev = resolve_device(device)
-    torch_dtype = _resolve_dtype(dtype)
-    shape = _check_shape(input_shape)
-    for name, value in (("batch_size", batch_size), ("steps", steps), ("repeats", repeats)):
-        _check_positive(name, value)
-    _check_positive("warmup", warmup, minimum=0)
-    if num_threads is not None:
-        _check_positive("num_threads", num_threads)
-    channels = shape[0]
-
-    with (_cpu_threads(num_threads), _evaluating(model, dev), torch.inference_mode(),
-          _autocast(dev, torch_dtype)):
-        x0, t = _example_inputs(shape, batch_size, dev)
-
-        def sample() -> torch.Tensor:
-            x = x0
-            for _ in range(steps):
-                out = model(x, t)  # (B, C or 2C for learned variance, H, W)
-                x = x - out[:, :channels].to(x.dtype) / steps
-            return x
-
-        times, _ = _repeat_times(sample, dev, warmup=warmup, repeats=repeats, min_time_s=0.0)
-        threads = torch.get_num_threads() if dev.type == "cpu" else None
-
-    seconds = statistics.median(times)
-    return {
-        "steps": steps,
-        "batch_size": batch_size,
-        "seconds_per_batch": seconds,
-        "seconds_per_batch_spread": (min(times), max(times)),
-        "seconds_per_image": seconds / batch_size,
-        "images_per_s": batch_size / seconds,
-        "device": str(dev),
-        "dtype": dtype,
-        "repeats": repeats,
-        "num_threads": threads,
-        "method": "measured chained loop",
     }

@@ -19,11 +19,12 @@ import torch
 from torch import Tensor, nn
 
 from evaluators.budget import Budget
+from evaluators.device import Precision, synchronize
 from evaluators.ema import EMA
 from evaluators.heldout import HeldOutProbe
 from nas.diffusion import GaussianDiffusion
 
-__all__ = ["RungHook", "TrainState", "TrainOutcome", "is_oom", "train"]
+__all__ = ["RungHook", "TrainOutcome", "TrainState", "is_oom", "train"]
 
 # hook(rung_index, step, val_loss) -> True to stop the run at this rung.
 RungHook = Callable[[int, int, float], bool]
@@ -94,12 +95,13 @@ def rung_steps(budget: Budget) -> list[int]:
 
 
 def train(state: TrainState, diffusion: GaussianDiffusion, images: Tensor, *, budget: Budget,
-          device: torch.device, batch_size: int | None = None, deadline: float | None = None,
+          device: torch.device, precision: Precision, batch_size: int | None = None, deadline: float | None = None,
           probe: HeldOutProbe | None = None, rung_hook: RungHook | None = None,
           until_step: int | None = None, curve_every: int = 1) -> TrainOutcome:
     """Train ``state.model`` from ``state.step`` to ``until_step`` (default ``budget.steps``).
 
-    ``images`` stay on the CPU; each batch moves to ``device``.  ``deadline`` is a
+    ``images`` stay on the CPU; each batch moves to ``device`` in ``precision``'s layout, and
+    forward passes run under its autocast.  ``deadline`` is a
     ``time.perf_counter()`` value past which the run stops with ``timeout``.  Rung hooks run only
     when both ``probe`` and ``rung_hook`` are given.  Out-of-memory errors propagate (the caller
     decides whether to retry at a smaller batch); nothing else does.
@@ -108,21 +110,18 @@ def train(state: TrainState, diffusion: GaussianDiffusion, images: Tensor, *, bu
     batch_size = batch_size or budget.batch_size
     end = until_step if until_step is not None else budget.steps
     rungs = rung_steps(budget) if (probe is not None and rung_hook is not None) else []
-    cuda = device.type == "cuda"
     model = state.model.train()
     while state.step < end:
         if deadline is not None and time.perf_counter() > deadline:
             outcome.status, outcome.reason = "timeout", f"wall-clock cap reached after {state.step} steps"
             break
         started = time.perf_counter()
-        x0 = state.next_batch(images, batch_size).to(device, non_blocking=True)
-        if cuda:
-            x0 = x0.contiguous(memory_format=torch.channels_last)
+        x0 = precision.prepare_batch(state.next_batch(images, batch_size).to(device, non_blocking=True))
         t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), generator=state.noise_generator)
         noise = torch.randn(x0.shape, generator=state.noise_generator)
         for group in state.optimizer.param_groups:
             group["lr"] = learning_rate(state.step, budget)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+        with precision.autocast(device):
             loss = diffusion.training_loss(model, x0, t=t.to(device), noise=noise.to(device))
         value = float(loss.detach())
         if not math.isfinite(value):
@@ -133,21 +132,20 @@ def train(state: TrainState, diffusion: GaussianDiffusion, images: Tensor, *, bu
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), budget.grad_clip)
         if not torch.isfinite(grad_norm):
-            outcome.status, outcome.reason = "diverged", f"gradient norm became {float(grad_norm)} at step {state.step + 1}"
+            outcome.status = "diverged"
+            outcome.reason = f"gradient norm became {float(grad_norm)} at step {state.step + 1}"
             outcome.steps = state.step + 1
             return outcome
         state.optimizer.step()
         state.ema.update(model)
         state.step += 1
-        if cuda:
-            torch.cuda.synchronize(device)
+        synchronize(device)  # the step's time must include its kernels
         outcome.train_seconds += time.perf_counter() - started
         if state.step % curve_every == 0 or state.step == end:
             outcome.curve.append((state.step, value))
         if state.step in rungs:
             rung_started = time.perf_counter()
-            autocast = torch.bfloat16 if cuda else None
-            val, _ = probe.loss(state.ema.model, diffusion, device=device, autocast_dtype=autocast)  # type: ignore[union-attr]
+            val, _ = probe.loss(state.ema.model, diffusion, device=device, precision=precision)  # type: ignore[union-attr]
             outcome.rung_seconds += time.perf_counter() - rung_started
             index = rungs.index(state.step)
             outcome.rungs.append({"rung": index, "step": state.step, "val_loss": val})

@@ -16,7 +16,6 @@ renamed, so a crash mid-write leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import inspect
-import os
 import re
 import textwrap
 from dataclasses import fields
@@ -28,6 +27,7 @@ import yaml
 from torch import nn
 
 from nas.errors import ConfigError
+from nas.io import atomic_write, atomic_writer
 from nas.spec import LevelSpec, UNetSpec
 
 if TYPE_CHECKING:
@@ -116,11 +116,7 @@ def write_model_yaml(path: str | Path, spec: UNetSpec, *, header: str = "",
             continue
         lines.append("")
         lines.append(yaml.safe_dump({key: value}, sort_keys=False, width=_WIDTH).rstrip())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, "\n".join(lines) + "\n")
 
 
 def read_model_yaml(path: str | Path) -> tuple[UNetSpec, dict[str, Any]]:
@@ -160,13 +156,8 @@ def save_checkpoint(path: str | Path, state: TrainState, *, spec: UNetSpec,
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "extra": extra or {},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_writer(path, binary=True) as fh:
         torch.save(payload, fh)
-        fh.flush()
-        os.fsync(fh.fileno())  # the rename below must not expose a half-written file
-    os.replace(tmp, path)
     return path
 
 

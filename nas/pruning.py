@@ -20,17 +20,14 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-__all__ = ["ParetoRungRule", "dominates", "rung_key"]
+from nas.front import dominates
+
+__all__ = ["ParetoRungRule", "rung_key"]
 
 
 def rung_key(rung: int) -> str:
     """The user-attribute name holding a trial's held-out loss at ``rung``."""
     return f"rung{rung}_val_loss"
-
-
-def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    """Whether ``a`` Pareto-dominates ``b`` (all minimised): no worse anywhere, better somewhere."""
-    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
 
 
 @dataclass(frozen=True)

@@ -26,14 +26,20 @@ from nas.errors import ConfigError, close_match_hint
 __all__ = [
     "ATTENTION_TYPES",
     "CONV_TYPES",
+    "FIELD_RULES",
+    "MAX_BLOCKS",
+    "MAX_DECODER_BLOCKS",
+    "MAX_LEVELS",
     "PREDICTIONS",
     "RESAMPLES",
     "SCHEDULES",
     "SKIP_FUSIONS",
     "TIME_CONDITIONINGS",
     "VARIANCES",
+    "FieldRule",
     "LevelSpec",
     "UNetSpec",
+    "check_field",
 ]
 
 CONV_TYPES = ("standard", "depthwise_separable", "inverted_residual")
@@ -49,40 +55,95 @@ MAX_BLOCKS = 4
 MAX_DECODER_BLOCKS = MAX_BLOCKS + 1  # DDPM's decoder has one block more than its encoder
 MAX_LEVELS = 6
 
-# Which string fields take which names; used by validation and by the space DSL.
-NAMED_CHOICES: dict[str, tuple[str, ...]] = {
-    "conv": CONV_TYPES,
-    "attention": ATTENTION_TYPES,
-    "mid_attention": ATTENTION_TYPES,
-    "skip_fusion": SKIP_FUSIONS,
-    "time_conditioning": TIME_CONDITIONINGS,
-    "resample": RESAMPLES,
-    "prediction": PREDICTIONS,
-    "variance": VARIANCES,
-    "schedule": SCHEDULES,
+
+@dataclass(frozen=True)
+class FieldRule:
+    """What one spec field accepts: a type, and either named choices or a numeric range.
+
+    ``choices`` (for string fields) lists every valid name; ``low``/``high`` bound a number,
+    ``high`` included unless ``high_open`` (so ``[low, high)``).
+    """
+
+    kind: type
+    choices: tuple[str, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    high_open: bool = False
+
+    def range_text(self) -> str:
+        """The accepted range as the error messages write it: ``>= 1``, ``in [0, 4]``, ``in [0, 1)``."""
+        if self.high is None:
+            return f">= {self.low:g}"
+        return f"in [{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+_COUNT = FieldRule(int, low=1)  # sizes and counts: a positive integer
+
+# The one table of per-field rules, read by both dataclasses and by the space loader (which
+# checks every value a decision can take against it).  ``levels`` is the number of levels.
+FIELD_RULES: dict[str, FieldRule] = {
+    # LevelSpec
+    "channel_mult": FieldRule(int, low=1, high=64),
+    "blocks": FieldRule(int, low=0, high=MAX_BLOCKS),
+    "decoder_blocks": FieldRule(int, low=0, high=MAX_DECODER_BLOCKS),
+    "conv": FieldRule(str, choices=CONV_TYPES),
+    "se": FieldRule(bool),
+    "attention": FieldRule(str, choices=ATTENTION_TYPES),
+    # UNetSpec
+    "image_size": _COUNT,
+    "in_channels": _COUNT,
+    "base_channels": _COUNT,
+    "levels": FieldRule(int, low=1, high=MAX_LEVELS),
+    "mid_attention": FieldRule(str, choices=ATTENTION_TYPES),
+    "head_channels": _COUNT,
+    "expansion": _COUNT,
+    "se_reduction": _COUNT,
+    "skip_fusion": FieldRule(str, choices=SKIP_FUSIONS),
+    "time_conditioning": FieldRule(str, choices=TIME_CONDITIONINGS),
+    "resample": FieldRule(str, choices=RESAMPLES),
+    "norm_groups": _COUNT,
+    # Dropout of 1 would zero every residual branch; any p < 1 is a working network.
+    "dropout": FieldRule(float, low=0, high=1, high_open=True),
+    "prediction": FieldRule(str, choices=PREDICTIONS),
+    "variance": FieldRule(str, choices=VARIANCES),
+    "schedule": FieldRule(str, choices=SCHEDULES),
+    "diffusion_steps": _COUNT,
 }
 
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
-def _check_type(name: str, value: Any, expected: type) -> None:
+
+def _has_type(value: Any, kind: type) -> bool:
     # bool is a subclass of int in Python; a YAML `true` must not pass as a channel count.
-    ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        ok = True
-    if not ok:
-        raise ConfigError(f"expected {expected.__name__}, got {value!r}", key=name)
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, kind)
 
 
-def _check_choice(name: str, value: Any) -> None:
-    valid = NAMED_CHOICES[name.rsplit(".", 1)[-1]]
-    if value not in valid:
-        hint = close_match_hint(value, valid)
-        raise ConfigError(f"unknown value {value!r}{hint}; expected one of {list(valid)}", key=name)
+def check_field(name: str, value: Any) -> None:
+    """Check ``value`` against the rule of spec field ``name`` (see :data:`FIELD_RULES`).
 
-
-def _check_range(name: str, value: int | float, lo: float, hi: float | None = None) -> None:
-    if value < lo or (hi is not None and value > hi):
-        bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ConfigError(f"expected a value {bound}, got {value!r}", key=name)
+    ``levels`` takes the number of levels.  Raises :class:`ConfigError` keyed ``name`` for a
+    wrong type, an unknown name (with a close-match hint and the valid names) or a value out of
+    range; callers that check another key path re-key it.
+    """
+    rule = FIELD_RULES[name]
+    if rule.choices:
+        # A non-string (YAML reads `no` as false) is reported as an unknown name too.
+        if not isinstance(value, str) or value not in rule.choices:
+            hint = close_match_hint(str(value), rule.choices)
+            raise ConfigError(f"unknown value {value!r}{hint}; expected one of {list(rule.choices)}", key=name)
+        return
+    if not _has_type(value, rule.kind):
+        raise ConfigError(f"expected {_TYPE_NAMES[rule.kind]}, got {value!r}", key=name)
+    if rule.low is None:
+        return
+    # Written as membership so that NaN, which compares false with everything, is refused.
+    below_high = rule.high is None or (value < rule.high if rule.high_open else value <= rule.high)
+    if not (value >= rule.low and below_high):
+        raise ConfigError(f"expected a value {rule.range_text()}, got {value!r}", key=name)
 
 
 @dataclass(frozen=True)
@@ -109,17 +170,8 @@ class LevelSpec:
     attention: str = "none"
 
     def __post_init__(self) -> None:
-        _check_type("channel_mult", self.channel_mult, int)
-        _check_range("channel_mult", self.channel_mult, 1, 64)
-        _check_type("blocks", self.blocks, int)
-        _check_range("blocks", self.blocks, 0, MAX_BLOCKS)
-        _check_type("decoder_blocks", self.decoder_blocks, int)
-        _check_range("decoder_blocks", self.decoder_blocks, 0, MAX_DECODER_BLOCKS)
-        _check_type("conv", self.conv, str)
-        _check_choice("conv", self.conv)
-        _check_type("se", self.se, bool)
-        _check_type("attention", self.attention, str)
-        _check_choice("attention", self.attention)
+        for f in fields(self):
+            check_field(f.name, getattr(self, f.name))
 
 
 LEVEL_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(LevelSpec))
@@ -144,7 +196,7 @@ class UNetSpec:
         resample: ``conv`` (strided conv / nearest+conv), ``avgpool``, ``resblock`` (BigGAN)
             or ``pixel_shuffle``.
         norm_groups: GroupNorm groups; divides every level's width.
-        dropout: dropout inside residual blocks.
+        dropout: dropout probability inside residual blocks, in [0, 1).
         prediction: network target: ``eps``, ``v`` or ``x0``.
         variance: ``fixed`` or ``learned`` (Improved DDPM; output channels double).
         schedule: noise schedule, ``linear`` or ``cosine``.
@@ -172,21 +224,12 @@ class UNetSpec:
     diffusion_steps: int = 1000
 
     def __post_init__(self) -> None:
-        for name in ("image_size", "in_channels", "base_channels", "head_channels", "expansion",
-                     "se_reduction", "norm_groups", "diffusion_steps"):
-            _check_type(name, getattr(self, name), int)
-            _check_range(name, getattr(self, name), 1)
-        _check_type("dropout", self.dropout, float)
-        _check_range("dropout", self.dropout, 0.0, 0.99)
-        for name in ("mid_attention", "skip_fusion", "time_conditioning", "resample",
-                     "prediction", "variance", "schedule"):
-            _check_type(name, getattr(self, name), str)
-            _check_choice(name, getattr(self, name))
         if isinstance(self.levels, list):  # accept a list, store a tuple (hashable, frozen)
             object.__setattr__(self, "levels", tuple(self.levels))
         if not isinstance(self.levels, tuple) or not all(isinstance(lv, LevelSpec) for lv in self.levels):
             raise ConfigError(f"expected a list of levels, got {self.levels!r}", key="levels")
-        _check_range("levels", len(self.levels), 1, MAX_LEVELS)
+        for f in fields(self):
+            check_field(f.name, len(self.levels) if f.name == "levels" else getattr(self, f.name))
         self._check_combinations()
 
     def _check_combinations(self) -> None:
@@ -212,7 +255,7 @@ class UNetSpec:
 
     def _attention_widths(self) -> list[tuple[int | None, int]]:
         out: list[tuple[int | None, int]] = [
-            (i, w) for i, (lv, w) in enumerate(zip(self.levels, self.level_channels))
+            (i, w) for i, (lv, w) in enumerate(zip(self.levels, self.level_channels, strict=True))
             if lv.attention != "none" and (lv.blocks or lv.decoder_blocks)
         ]
         if self.mid_attention != "none":

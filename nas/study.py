@@ -1,4 +1,4 @@
-"""Opening the Optuna study of a search: storages, objective names, heartbeats.
+"""The Optuna study of a search: storages, opening and reading it, counting its trials, asking for more.
 
 Storage URLs (nothing home-made stands in for Optuna's storages):
 
@@ -8,35 +8,77 @@ Storage URLs (nothing home-made stands in for Optuna's storages):
 * ``postgresql://...`` / ``mysql://...``: a cluster (install the ``postgres`` extra).
 
 RDB storages get a heartbeat (a crashed or SIGKILLed worker's trial is failed after the grace
-period) and a retry callback that re-enqueues such a trial once with the same parameters.
-The journal storage has no heartbeat in Optuna, so its interrupted trials stay RUNNING until
-:func:`fail_orphaned_trials` is called from a process that knows no other worker is alive.
+period) and a retry callback that re-enqueues such a trial once with the same parameters.  The
+journal storage has no heartbeat in Optuna.
+
+Every backend asks for trials through :func:`ask_if_room`: under one file lock it fails stale
+trials, counts the finished and running ones and asks only when there is room, so however many
+processes share a study it ends with exactly the requested number of finished trials.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from nas.errors import ConfigError
-from nas.space import SearchSpace
+from nas.errors import ConfigError, close_match_hint
+from nas.io import file_lock
 
-__all__ = ["HEARTBEAT_INTERVAL", "GRACE_PERIOD", "default_storage_url", "make_storage", "open_study",
-           "fail_orphaned_trials"]
+if TYPE_CHECKING:
+    from nas.space import SearchSpace
+
+__all__ = ["FAILED_STATUSES", "GRACE_PERIOD", "HEARTBEAT_INTERVAL", "Ask", "StudyCounts", "ask_if_room", "count",
+           "default_storage_url", "find_storage_url", "finished_trials", "heartbeat", "load_existing_study",
+           "make_storage", "open_search_study", "quiet_optuna"]
 
 HEARTBEAT_INTERVAL = 5  # seconds between a running trial's heartbeats
 GRACE_PERIOD = 15  # a trial whose heartbeat is older than this is stale (its worker died)
+# A candidate that failed on its own: it counts toward --trials (retrying would fail again).
+FAILED_STATUSES = ("diverged", "oom", "timeout", "invalid", "error")
 
 
+def quiet_optuna() -> None:
+    """Optuna logs every trial at INFO and warns about what a search does on purpose."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+    # Trials run with ask/tell and a heartbeat thread started by the backends (see heartbeat()).
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+
+
+# ----- storages -------------------------------------------------------------------------------
 def default_storage_url(space_name: str, results_dir: str | Path = "results") -> str:
-    """``sqlite:///results/<space>.db``, creating the directory."""
+    """``sqlite:///<results_dir>/<space>.db``, the search's default, creating the directory."""
     Path(results_dir).mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{Path(results_dir) / space_name}.db"
+
+
+def find_storage_url(study_name: str, results_dir: str | Path = "results") -> str:
+    """Where a search with ``--out results_dir`` put study ``study_name`` by default.
+
+    The search names its SQLite file after the space, so a study named with ``--study-name``
+    lives in another study's file: ``<results_dir>/<study>.db`` when it exists, else the one
+    SQLite file there that holds the study.
+    """
+    results = Path(results_dir)
+    direct = results / f"{study_name}.db"
+    if direct.is_file() or not results.is_dir():
+        return f"sqlite:///{direct}"
+    for path in sorted(results.glob("*.db")):
+        url = f"sqlite:///{path}"
+        with contextlib.suppress(Exception):  # not an Optuna database: keep looking
+            if study_name in optuna.get_all_study_names(make_storage(url, heartbeat=False)):
+                return url
+    return f"sqlite:///{direct}"
 
 
 def make_storage(url: str, *, heartbeat: bool = True) -> BaseStorage:
@@ -50,7 +92,7 @@ def make_storage(url: str, *, heartbeat: bool = True) -> BaseStorage:
                           key="--storage")
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    kwargs: dict = {}
+    kwargs: dict[str, Any] = {}
     if heartbeat:
         kwargs = dict(heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
                       heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
@@ -67,9 +109,10 @@ def make_storage(url: str, *, heartbeat: bool = True) -> BaseStorage:
         raise ConfigError(f"cannot open storage {url!r}: {str(err).splitlines()[0]}", key="--storage") from None
 
 
-def open_study(space: SearchSpace, *, storage: BaseStorage, study_name: str,
-               sampler: optuna.samplers.BaseSampler) -> optuna.Study:
-    """Create or load the study; its directions and objective names come from the space.
+# ----- opening ------------------------------------------------------------------------------
+def open_search_study(space: SearchSpace, *, storage: BaseStorage, study_name: str,
+                      sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+    """Create or load the study a search writes; its directions and objective names come from the space.
 
     Loading a study whose objectives differ from the space's is an error (it would mix
     incomparable trials).
@@ -93,17 +136,95 @@ def open_study(space: SearchSpace, *, storage: BaseStorage, study_name: str,
     return study
 
 
-def fail_orphaned_trials(study: optuna.Study) -> int:
-    """Fail RUNNING trials of a storage without heartbeats (only when no other worker runs).
+def load_existing_study(study_name: str, storage_url: str) -> optuna.Study:
+    """Load study ``study_name`` for reading; a missing storage file or study is a :class:`ConfigError`."""
+    if storage_url.startswith("sqlite:///"):
+        path = Path(storage_url.removeprefix("sqlite:///"))
+        if not path.is_file():  # opening it would create an empty database
+            raise ConfigError(f"storage file {path} does not exist (run nas.search first, or pass --storage)",
+                              key="--storage")
+    elif "://" not in storage_url and not Path(storage_url.removeprefix("journal:")).is_file():
+        raise ConfigError(f"journal file {storage_url} does not exist", key="--storage")
+    storage = make_storage(storage_url, heartbeat=False)
+    names = optuna.get_all_study_names(storage)
+    if study_name not in names:
+        hint = close_match_hint(study_name, names)
+        raise ConfigError(f"no study {study_name!r} in {storage_url}{hint}; studies there: {sorted(names) or 'none'}",
+                          key="--study")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=study_name, storage=storage)
 
-    Returns how many were failed; each gets the user attribute ``status: interrupted``.
+
+# ----- counting and asking --------------------------------------------------------------------
+def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Trials that count toward ``--trials``: COMPLETE, PRUNED, and candidates that failed on their
+    own (:data:`FAILED_STATUSES`); not trials interrupted by a dead worker or a stopped search."""
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        failed_on_its_own = t.state == TrialState.FAIL and t.user_attrs.get("status") in FAILED_STATUSES
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED) or failed_on_its_own:
+            out.append(t)
+    return out
+
+
+@dataclass(frozen=True)
+class StudyCounts:
+    """How far a search is: finished and running trials, and the size of the feasible front."""
+
+    finished: int
+    running: int
+    front: int
+
+
+def count(study: optuna.Study) -> StudyCounts:
+    """The study's :class:`StudyCounts` now."""
+    from nas.pareto import front_trials
+
+    running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    return StudyCounts(finished=len(finished_trials(study)), running=running, front=len(front_trials(study)))
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What :func:`ask_if_room` found: a new trial, ``done`` (enough trials or past the deadline),
+    or neither (full for now: a running trial may still fail and make room)."""
+
+    trial: optuna.Trial | None = None
+    done: bool = False
+
+
+def ask_if_room(study: optuna.Study, *, trials: int, lock: Path, deadline: float | None = None) -> Ask:
+    """Ask ``study`` for a trial when it has fewer than ``trials`` finished plus running ones.
+
+    Holds ``lock`` (a file shared by every process of the search) from the count to the ask, and
+    first fails trials whose heartbeat went stale (their worker died; RDB storages re-enqueue
+    them once).  ``deadline`` is a ``time.time()`` value after which no trial is started.
     """
-    failed = 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        try:
-            study._storage.set_trial_user_attr(trial._trial_id, "status", "interrupted")
-            study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-            failed += 1
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass
-    return failed
+    from optuna.storages import fail_stale_trials
+
+    with file_lock(lock):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fail_stale_trials(study)
+        finished = len(finished_trials(study))
+        if finished >= trials or (deadline is not None and time.time() > deadline):
+            return Ask(done=True)
+        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        if finished + running >= trials:
+            return Ask()
+        with warnings.catch_warnings():
+            # Ask/tell with a heartbeat is deliberate (see heartbeat()).
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+            return Ask(trial=study.ask())
+
+
+def heartbeat(trial: optuna.Trial, study: optuna.Study) -> Any:
+    """Optuna's heartbeat thread for ``trial`` (RDB storages; a no-op thread for the others).
+
+    ``with heartbeat(trial, study):`` beats while the block runs; ``.start()`` and ``.join()``
+    beat for a trial that runs elsewhere (Ray's driver).  ``Study.optimize`` does this itself; a
+    search asks and tells, so it starts the thread, which Optuna has no public name for.
+    """
+    from optuna.storages._heartbeat import get_heartbeat_thread
+
+    return get_heartbeat_thread(trial._trial_id, study._storage)

@@ -63,7 +63,7 @@ class UNet(nn.Module):
         # encoder: blocks per level, then a downsampler to the next level
         self.encoder = nn.ModuleList(
             nn.ModuleList(self._layer(lv, width, width) for _ in range(lv.blocks))
-            for lv, width in zip(spec.levels, widths)
+            for lv, width in zip(spec.levels, widths, strict=True)
         )
         self.downsamplers = nn.ModuleList(
             make_resample(spec.resample, "down", in_channels=widths[i], out_channels=widths[i + 1],
@@ -80,7 +80,7 @@ class UNet(nn.Module):
 
         # decoder, stored highest resolution first like the encoder, run in reverse;
         # upsamplers[i] maps level i+1's width back to level i's
-        self.decoder = nn.ModuleList(self._decoder_level(lv, w) for lv, w in zip(spec.levels, widths))
+        self.decoder = nn.ModuleList(self._decoder_level(lv, w) for lv, w in zip(spec.levels, widths, strict=True))
         self.upsamplers = nn.ModuleList(
             make_resample(spec.resample, "up", in_channels=widths[i + 1], out_channels=widths[i],
                           **self._common)

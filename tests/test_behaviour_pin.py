@@ -52,7 +52,7 @@ def record(study: optuna.Study) -> list[dict[str, Any]]:
     rows = []
     for trial in study.get_trials(deepcopy=False):
         attrs = trial.user_attrs
-        values = dict(zip(names, trial.values)) if trial.values else {}
+        values = dict(zip(names, trial.values, strict=True)) if trial.values else {}
         rows.append({
             "number": trial.number,
             "state": trial.state.name,
@@ -71,7 +71,7 @@ def _close(got: Any, want: Any) -> bool:
     if isinstance(want, dict) and isinstance(got, dict):
         return got.keys() == want.keys() and all(_close(got[k], want[k]) for k in want)
     if isinstance(want, list) and isinstance(got, list):
-        return len(got) == len(want) and all(_close(g, w) for g, w in zip(got, want))
+        return len(got) == len(want) and all(_close(g, w) for g, w in zip(got, want, strict=True))
     return got == want
 
 
@@ -80,7 +80,7 @@ def test_seeded_smoke_search_reproduces_the_pinned_run(tmp_path: Path) -> None:
     want = json.loads(PIN.read_text())
     got = json.loads(json.dumps(record(run_smoke_search(tmp_path))))  # the same JSON round trip
     assert [r["spec"] for r in got] == [r["spec"] for r in want], "the proposed specs changed"
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         assert _close(g, w), f"trial {w['number']} changed:\n got  {g}\n want {w}"
 
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 CORRELATION_KEYS = {"n", "spearman", "spearman_p", "kendall", "kendall_p"}
 
@@ -17,6 +19,7 @@ def _run(out: Path) -> subprocess.CompletedProcess:
                           cwd=REPO, capture_output=True, text=True, timeout=400, check=False)
 
 
+@pytest.mark.slow
 def test_quick_size_writes_json_plot_and_resumes(tmp_path: Path) -> None:
     proc = _run(tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 RUN_KEYS = {"backend": str, "budget": str, "workers": int, "trials": int, "wall_s": float, "compute_s": float,
             "evaluator_overhead_s": float, "other_s": float, "compute_share": float,
@@ -21,6 +23,7 @@ RUN_KEYS = {"backend": str, "budget": str, "workers": int, "trials": int, "wall_
 TRIAL_KEYS = {"number", "state", "status", "duplicate_of", "compute_s", "eval_s", "outside_eval_s", "span_s"}
 
 
+@pytest.mark.slow
 def test_quick_size_writes_json_and_plot(tmp_path: Path) -> None:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.run([sys.executable, "benchmarks/overhead.py", "--size", "quick", "--out", str(tmp_path)],

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = "benchmarks/sampler_efficiency.py"
 SAMPLERS = ["random", "nsga2", "tpe", "evolution", "rl"]
@@ -31,6 +33,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return proc
 
 
+@pytest.mark.slow
 def test_quick_build_and_replay(tmp_path: Path) -> None:
     _run("build", "--size", "quick", "--out", str(tmp_path))
     with (tmp_path / "table.csv").open(newline="") as fh:

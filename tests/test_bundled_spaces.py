@@ -55,6 +55,7 @@ def reduced(spec: UNetSpec) -> UNetSpec:
     return dataclasses.replace(spec, base_channels=8, norm_groups=4, head_channels=8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BUNDLED)
 def test_200_random_specs_build_train_and_round_trip(name: str) -> None:
     space = load_space(name, check_constraints=False)

@@ -60,7 +60,7 @@ class TinyDenoiser(nn.Module):
         film = self.time(sinusoidal(t)).chunk(2 * self.depth, dim=1)
         h = torch.cat([nn.functional.silu(self.stem(x)), x], dim=1).flatten(1)
         h = self.inp(h)                                                   # (B, hidden)
-        for i, (norm, layer) in enumerate(zip(self.norms, self.layers)):
+        for i, (norm, layer) in enumerate(zip(self.norms, self.layers, strict=True)):
             h = h + layer(nn.functional.silu(norm(h) * (1 + film[2 * i]) + film[2 * i + 1]))
         out = self.out(nn.functional.silu(h))                             # (B, out*size*size)
         return out.view(x.shape[0], self.out_channels, self.size, self.size) + self.skip(x)

@@ -14,9 +14,9 @@ from optuna.trial import TrialState
 
 import nas
 from nas.diffusers_config import diffusers_blockers, scheduler_config, unet2d_config
-from nas.export import main
+from nas.export.__main__ import main
 from nas.pareto import candidate_trials, knee_trial
-from nas.search import main as search_main
+from nas.search.__main__ import main as search_main
 from nas.spec import LevelSpec, UNetSpec
 
 TINY = Path(__file__).parent / "data" / "tiny.yaml"
@@ -66,7 +66,7 @@ def test_round_trip_knee_and_trial(searched: Path, tmp_path: Path) -> None:
 
 def test_training_the_export_for_the_budget_reproduces_the_trial(searched: Path, tmp_path: Path) -> None:
     """nas.train runs the evaluator's recipe: at the budget's steps it gives the trial's val_loss."""
-    from nas.train import main as train_main
+    from nas.train.__main__ import main as train_main
 
     knee = knee_trial(study_of(searched))
     export(searched, tmp_path / "best.yaml")

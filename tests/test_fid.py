@@ -134,7 +134,7 @@ def test_training_is_deterministic() -> None:
         train_classifier(data.train[:256], data.train_labels[:256], num_classes=10, seed=5, config=config)
         for _ in range(2)
     ]
-    for (name, p), q in zip(nets[0].state_dict().items(), nets[1].state_dict().values()):
+    for (name, p), q in zip(nets[0].state_dict().items(), nets[1].state_dict().values(), strict=True):
         assert torch.equal(p, q), name
 
 

@@ -119,6 +119,7 @@ def test_unbuildable_spec_is_invalid(context: EvalContext) -> None:
     assert "the data has (1, 28, 28)" in result.reason
 
 
+@pytest.mark.slow
 def test_full_budget_beats_a_tenth_of_it(context: EvalContext) -> None:
     """Held-out loss and FID proxy are clearly better at the `cpu` budget than at a tenth."""
     budget: Budget = DEFAULT_BUDGETS["cpu"]

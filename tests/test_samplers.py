@@ -17,8 +17,8 @@ import pytest
 from optuna.trial import TrialState
 
 from nas.errors import ConfigError
+from nas.front import crowding_distance, hypervolume, non_dominated_ranks, pareto_mask
 from nas.samplers import SAMPLERS, EvolutionSampler, ReinforceSampler, make_sampler, sampler_names
-from nas.samplers._pareto import crowding_distance, hypervolume, non_dominated_ranks, pareto_mask
 from nas.samplers.evolution import PARENTS_ATTR
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials below log warnings
@@ -298,7 +298,7 @@ def test_evolution_parents_are_complete_and_feasible() -> None:
     # Learning from parents that are never infeasible: fewer infeasible proposals later on.
     early = [t for t in study.trials[:40] if t.state == TrialState.COMPLETE]
     late = [t for t in study.trials[-40:] if t.state == TrialState.COMPLETE]
-    rate = lambda ts: sum(map(_is_infeasible, ts)) / max(1, len(ts))  # noqa: E731
+    rate = lambda ts: sum(map(_is_infeasible, ts)) / max(1, len(ts))
     assert rate(late) < rate(early)
 
 

@@ -17,8 +17,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import nas.objective
-from nas.search import finished_trials, main
+import evaluators.proxy
+from nas.search.__main__ import main
+from nas.study import finished_trials
 
 TINY = Path(__file__).parent / "data" / "tiny.yaml"
 
@@ -85,8 +86,8 @@ def test_repeated_spec_is_not_trained_twice(tmp_path: Path, monkeypatch: pytest.
                      "space: {base_channels: 8, resample: avgpool, per_level: {channel_mult: [1, 1], blocks: 1, "
                      "conv: [{choice: [standard, depthwise_separable]}, standard]}}\n")
     calls = []
-    real = nas.objective.evaluate
-    monkeypatch.setattr(nas.objective, "evaluate", lambda spec, **kw: calls.append(spec) or real(spec, **kw))
+    real = evaluators.proxy.evaluate
+    monkeypatch.setattr(evaluators.proxy, "evaluate", lambda spec, **kw: calls.append(spec) or real(spec, **kw))
     assert main(search_args(tmp_path, trials=5, space=space)) == 0
     study = load(tmp_path, "two")
     digests = [t.user_attrs["spec_digest"] for t in study.trials]
@@ -97,6 +98,7 @@ def test_repeated_spec_is_not_trained_twice(tmp_path: Path, monkeypatch: pytest.
             assert t.values == first.values and t.user_attrs["spec_digest"] == first.user_attrs["spec_digest"]
 
 
+@pytest.mark.slow
 def test_two_workers_reach_exactly_the_requested_trials(tmp_path: Path) -> None:
     assert main(search_args(tmp_path, "--workers", "2", trials=6)) == 0
     study = load(tmp_path)
@@ -105,6 +107,7 @@ def test_two_workers_reach_exactly_the_requested_trials(tmp_path: Path) -> None:
     assert len({t.number for t in study.trials}) == 6
 
 
+@pytest.mark.slow
 def test_sigkill_mid_trial_loses_nothing_and_is_resumed(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     # A budget long enough that the kill lands inside a trial.

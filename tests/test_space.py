@@ -7,11 +7,14 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 
 from nas.errors import ConfigError
+from nas.metrics import METRICS, objective_metrics
 from nas.space import load_space
-from nas.space.search_space import SearchSpace
-from nas.spec import UNetSpec
+from nas.space.search_space import CONSTRAINT_KEYS, SearchSpace
+from nas.space.summary import format_summary, summarise
+from nas.spec import FIELD_RULES, LEVEL_FIELDS, LevelSpec, UNetSpec
 
 SMALL = """
 name: small
@@ -193,3 +196,88 @@ def test_bad_spec_names_file_and_key(case: str, tmp_path: Path) -> None:
         UNetSpec.from_yaml(path)
     assert str(err.value).startswith(f"{path}: ")
     assert expected in str(err.value)
+
+
+# ----- one rule per field: the loader and the spec agree ---------------------------------------
+def test_field_rules_cover_exactly_the_spec_fields() -> None:
+    assert set(FIELD_RULES) == set(UNetSpec.__dataclass_fields__) | set(LevelSpec.__dataclass_fields__)
+
+
+def spec_error(key: str, value: object) -> ConfigError | None:
+    """The spec's error for ``key: value`` (None when the spec accepts it)."""
+    try:
+        if key == "levels":
+            UNetSpec(levels=[LevelSpec()] * value)  # type: ignore[operator]
+        elif key in LEVEL_FIELDS:
+            LevelSpec(**{key: value})
+        else:
+            UNetSpec(**{key: value})
+    except ConfigError as err:
+        return err
+    return None
+
+
+def space_error(tmp_path: Path, key: str, value: object) -> tuple[ConfigError | None, SearchSpace | None]:
+    """The loader's error for a space fixing ``key`` to ``value`` (or the loaded space)."""
+    decisions = {"per_level": {key: value}} if key in LEVEL_FIELDS else {key: value}
+    path = write(tmp_path, yaml.safe_dump({"space": decisions}))
+    try:
+        return None, load_space(path, check_constraints=False)
+    except ConfigError as err:
+        return err, None
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("dropout", 1.0), ("dropout", -0.1), ("dropout", float("nan")), ("dropout", True), ("blocks", 5),
+    ("decoder_blocks", 6), ("channel_mult", 65), ("channel_mult", True), ("levels", 7), ("levels", 0),
+    ("conv", "resnet"), ("se", "yes"), ("expansion", 0), ("mid_attention", "flash"), ("diffusion_steps", 2.5),
+])
+def test_a_value_the_spec_refuses_is_refused_at_load_time(tmp_path: Path, key: str, value: object) -> None:
+    from_spec = spec_error(key, value)
+    from_space, _ = space_error(tmp_path, key, value)
+    assert from_spec is not None and from_space is not None
+    assert from_space.message == from_spec.message  # one rule, one message
+    assert from_spec.key == key
+    assert from_space.key == (f"space.per_level.{key}" if key in LEVEL_FIELDS else f"space.{key}")
+
+
+@pytest.mark.parametrize("value", [0.0, 0.5, 0.995])
+def test_dropout_below_one_is_accepted_by_both(tmp_path: Path, value: float) -> None:
+    assert spec_error("dropout", value) is None
+    err, space = space_error(tmp_path, "dropout", value)
+    assert err is None and space is not None
+    assert {spec.dropout for spec in space.sample(3, seed=0)} == {value}
+
+
+# ----- metrics: the registry is the one list --------------------------------------------------
+def test_every_constraint_metric_is_an_objective_metric_of_the_registry() -> None:
+    objectives = objective_metrics()
+    for key, (metric, kind) in CONSTRAINT_KEYS.items():
+        assert metric in METRICS and METRICS[metric].objective, key
+        # An upper limit on a figure one minimises, a lower limit on one one maximises.
+        assert objectives[metric] == {"max": "minimize", "min": "maximize"}[kind], key
+
+
+def test_objectives_take_the_registry_names_and_directions(tmp_path: Path) -> None:
+    names = list(objective_metrics())
+    path = write(tmp_path, yaml.safe_dump({"objectives": [{"metric": m} for m in names], "space": {}}))
+    space = load_space(path, check_constraints=False)
+    assert {o.metric: o.direction for o in space.objectives} == objective_metrics()
+    default = load_space(write(tmp_path, "space: {}\n", "default.yaml"), check_constraints=False)
+    assert [(o.metric, o.direction) for o in default.objectives] == [
+        ("val_loss", "minimize"), ("fid_proxy", "minimize"), ("throughput", "maximize")]
+
+
+# ----- the report behind `python -m nas.space validate` --------------------------------------
+def test_summary_counts_and_formats_without_printing(small: SearchSpace,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    summary = summarise(small, n=5, seed=0)
+    assert summary.cardinality == small.cardinality()
+    assert len(summary.params) == 5 and list(summary.params) == sorted(summary.params)
+    assert summary.within_max_params == 5  # no max_params constraint
+    assert [name for name, _ in summary.decisions] == [name for name, _ in small.param_names()]
+    assert dict(summary.fixed)["norm_groups"] == "4"
+    text = format_summary(summary)
+    assert capsys.readouterr().out == ""
+    assert text.startswith(f"space: small  ({small.source})\n") and text.endswith("within max_params)\n")
+    assert f"cardinality: {small.cardinality()} distinct architectures" in text

@@ -16,7 +16,9 @@ import torch
 import nas
 from nas.model_io import load_checkpoint, write_model_yaml
 from nas.spec import LevelSpec, UNetSpec
-from nas.train import build_parser, main, resolve_settings, run_training
+from nas.train import run_training
+from nas.train.__main__ import build_parser, main, request_from_args
+from nas.train.settings import resolve_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_BUDGET = {"steps": 4, "batch_size": 4, "fid_samples": 8, "sample_steps": 2, "warmup_steps": 2,
@@ -82,7 +84,7 @@ def test_resume_after_a_crash_gives_the_uninterrupted_weights(config: Path, unin
                                                                tmp_path: Path) -> None:
     out = tmp_path / "run"
     parser = build_parser()
-    settings = resolve_settings(parser.parse_args(args(config, out)), cuda=False)
+    settings = resolve_settings(request_from_args(parser.parse_args(args(config, out))), device_type="cpu")
 
     def crash(step: int, state: object) -> None:
         if step == 6:  # after the checkpoint at 4, before the one at 8

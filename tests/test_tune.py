@@ -13,10 +13,15 @@ import ray
 from optuna.trial import TrialState
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from nas.pareto import front_trials, write_reports
+from nas.backends.ray_tune.backend import RayBackend
+from nas.backends.ray_tune.session import check_fits, make_scheduler, ray_session
+from nas.context import RunContext
+from nas.pareto import front_trials
+from nas.reports import write_reports
 from nas.samplers import sampler_names
-from nas.search import SearchConfig, finished_trials, main
-from nas.tune import make_scheduler, ray_session, run_ray_search
+from nas.search import SearchSettings, run_search
+from nas.search.__main__ import main
+from nas.study import finished_trials
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # read when Ray starts: no token for test clusters
 
@@ -40,12 +45,16 @@ def unconstrained_space(tmp_path: Path) -> Path:
     return space
 
 
-def config(out: Path, *, space: Path, trials: int, sampler: str = "random", **kw: object) -> SearchConfig:
-    return SearchConfig(space=str(space), trials=trials, sampler=sampler, budget="tiny", storage=None,
-                        study_name=None, seed=0, workers=1, device="cpu", out=str(out), prune=True, timeout=None,
-                        backend="ray", **kw)
+def settings(out: Path, *, space: Path, trials: int, sampler: str = "random", **kw: object) -> SearchSettings:
+    return SearchSettings(space=str(space), trials=trials, sampler=sampler, budget="tiny", device="cpu", out=str(out),
+                          backend="ray", **kw)
 
 
+def context(out: Path) -> RunContext:
+    return RunContext.resolve(space=TINY, budget="tiny", device="cpu", out=out)
+
+
+@pytest.mark.slow
 class TestLocalRay:
     """One local Ray (started the way the CLI starts it) shared by these tests."""
 
@@ -84,10 +93,11 @@ class TestLocalRay:
         assert all(p.stat().st_size > 0 for p in paths.values())
 
     def test_export_reads_the_study(self, smoke: Path) -> None:
-        export = pytest.importorskip("nas.export")
+        from nas.export.__main__ import main as export_main
+
         assert front_trials(load(smoke)), "the tiny run should have a feasible trial"
         target = smoke / "best.yaml"
-        assert export.main(["--study", "tiny", "--storage", f"sqlite:///{smoke}/tiny.db", "--out", str(target)]) == 0
+        assert export_main(["--study", "tiny", "--storage", f"sqlite:///{smoke}/tiny.db", "--out", str(target)]) == 0
         assert "spec:" in target.read_text()
 
     def test_rerun_continues_the_study(self, smoke: Path) -> None:
@@ -100,19 +110,19 @@ class TestLocalRay:
     def test_scheduler_stops_pruned_errors_fail_and_retries_agree(self, tmp_path: Path) -> None:
         marker = tmp_path / "crashed-once"
 
-        def flaky(cfg: dict, *, search: SearchConfig) -> None:
-            from nas.ray_backend.trainable import ray_trial
+        def flaky(cfg: dict, *, context: RunContext, cpus: float) -> None:
+            from nas.backends.ray_tune.trainable import ray_trial
 
             if cfg["number"] == 1:
                 raise RuntimeError("this worker always crashes")
             if cfg["number"] == 2 and not marker.exists():
                 marker.touch()
                 raise RuntimeError("this worker crashes once")
-            ray_trial(cfg, search=search)
+            ray_trial(cfg, context=context, cpus=cpus)
 
         space = unconstrained_space(tmp_path)
-        assert run_ray_search(config(tmp_path, space=space, trials=3), scheduler=StopTrialZero(),
-                              trainable=flaky) == 0
+        backend = RayBackend(scheduler=StopTrialZero(), trainable=flaky)
+        assert run_search(settings(tmp_path, space=space, trials=3), backend=backend, progress=False).exit_code == 0
         study = load(tmp_path, "open")
         by_number = {t.number: t for t in study.trials}
         stopped, failed, retried = by_number[0], by_number[1], by_number[2]
@@ -141,11 +151,9 @@ def test_searcher_drives_the_study_with_every_sampler(tmp_path: Path, sampler: s
     """The driver side alone (no Ray cluster): ask, sample, the four ways a trial ends, FINISHED."""
     from ray.tune.search import Searcher
 
-    from nas.ray_backend.searcher import StudySearcher
-    from nas.search import Search
+    from nas.backends.ray_tune.searcher import StudySearcher
 
-    search = Search.resolve(config(tmp_path, space=TINY, trials=4, sampler=sampler))
-    searcher = StudySearcher(search, trials=4)
+    searcher = StudySearcher(context(tmp_path), trials=4, sampler=sampler)
     asked = {key: searcher.suggest(key) for key in "abcd"}
     assert searcher.suggest("e") is None  # four running: no room
     study = searcher.study
@@ -176,10 +184,9 @@ def test_searcher_drives_the_study_with_every_sampler(tmp_path: Path, sampler: s
 def test_searcher_stops_after_trials_keep_failing_in_ray(tmp_path: Path) -> None:
     from ray.tune.search import Searcher
 
-    from nas.ray_backend.searcher import MAX_CONSECUTIVE_ERRORS, StudySearcher
-    from nas.search import Search
+    from nas.backends.ray_tune.searcher import MAX_CONSECUTIVE_ERRORS, StudySearcher
 
-    searcher = StudySearcher(Search.resolve(config(tmp_path, space=TINY, trials=10)), trials=10)
+    searcher = StudySearcher(context(tmp_path), trials=10, sampler="random")
     for i in range(MAX_CONSECUTIVE_ERRORS):
         assert not searcher.broken
         searcher.suggest(str(i))
@@ -206,11 +213,10 @@ def test_bad_input_fails_before_ray_starts(tmp_path: Path, capsys: pytest.Captur
 
 def test_a_trial_bigger_than_the_local_machine_is_an_error() -> None:
     from nas.errors import ConfigError
-    from nas.tune import _check_fits
 
-    _check_fits({"CPU": 2.0}, cpus=2, gpus=0)
+    check_fits({"CPU": 2.0}, cpus=2, gpus=0)
     with pytest.raises(ConfigError, match="--gpus-per-trial: a trial asks for 0.5 GPUs, this machine's Ray has 0"):
-        _check_fits({"CPU": 2.0}, cpus=1, gpus=0.5)
+        check_fits({"CPU": 2.0}, cpus=1, gpus=0.5)
 
 
 def test_asha_is_clocked_by_rungs_and_ignores_the_final_report() -> None:
@@ -231,6 +237,7 @@ def test_asha_is_clocked_by_rungs_and_ignores_the_final_report() -> None:
     assert scheduler.on_trial_result(None, good, final) == TrialScheduler.CONTINUE
 
 
+@pytest.mark.slow
 def test_two_node_cluster_runs_trials_on_both_nodes(tmp_path: Path) -> None:
     from ray.cluster_utils import Cluster
 
@@ -241,8 +248,8 @@ def test_two_node_cluster_runs_trials_on_both_nodes(tmp_path: Path) -> None:
         cluster.add_node(num_cpus=1, object_store_memory=100 * 1024**2)
         space = unconstrained_space(tmp_path)
         # Two at once on two one-CPU nodes: one trial on each.
-        cfg = config(tmp_path, space=space, trials=2, address=cluster.address, max_concurrent=2)
-        assert run_ray_search(cfg) == 0
+        cfg = settings(tmp_path, space=space, trials=2, address=cluster.address, max_concurrent=2)
+        assert run_search(cfg, progress=False).exit_code == 0
         assert not ray.is_initialized(), "the search disconnects from a cluster it joined"
         study = load(tmp_path, "open")
         assert len(finished_trials(study)) == 2 and len(study.trials) == 2

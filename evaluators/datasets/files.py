@@ -62,7 +62,7 @@ def load_image_folder(name: str, *, image_size: int, channels: int) -> RawImages
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     class_files = [sorted(f for f in d.rglob("*") if _is_image(f)) for d in class_dirs]
     top_files = sorted(f for f in root.iterdir() if _is_image(f))
-    labelled = [(d, fs) for d, fs in zip(class_dirs, class_files) if fs]
+    labelled = [(d, fs) for d, fs in zip(class_dirs, class_files, strict=True) if fs]
     if labelled and top_files:
         raise ConfigError(
             f"image folder {name!r} mixes images at its top level with class subfolders; "

@@ -4,7 +4,8 @@ Our samplers keep no state that matters across processes: each decision is a pur
 ``(seed, trial.number)`` and of the trials in the storage.  That is what lets a resumed run, or
 several processes sharing one storage, continue the same search.  This module holds the two
 pieces every sampler needs for that: which finished trials count (and with which values), and a
-random generator derived from the seed and the trial number rather than from process history.
+random generator derived from the seed and the trial number rather than from process history,
+and the base class :class:`HistorySampler` that both samplers build on.
 """
 
 from __future__ import annotations
@@ -13,20 +14,20 @@ import math
 import secrets
 import zlib
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler
 from optuna.search_space import IntersectionSearchSpace
-from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 __all__ = [
+    "HistorySampler",
     "StudySpaces",
     "base_seed",
     "completed_trials",
-    "is_feasible",
-    "minimised_values",
     "study_key",
     "trial_rng",
 ]
@@ -47,14 +48,6 @@ def trial_rng(seed: int, number: int, salt: str = "") -> np.random.Generator:
     earlier ones, and of the order in which parameters are suggested.
     """
     return np.random.default_rng([seed, number, zlib.crc32(salt.encode())])
-
-
-def is_feasible(trial: FrozenTrial) -> bool:
-    """Feasible iff every constraint value (Optuna 5 ``trial.constraints``) is <= 0 and
-    ``user_attrs["feasible"]`` is not ``False`` (how our evaluator marks a failed gate)."""
-    if trial.user_attrs.get("feasible") is False:
-        return False
-    return all(value <= 0.0 for value in trial.constraints.values())
 
 
 def completed_trials(
@@ -81,16 +74,6 @@ def completed_trials(
     return sorted(kept, key=lambda t: t.number)
 
 
-def minimised_values(
-    trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]
-) -> np.ndarray:
-    """Objective values as an ``(n_trials, n_objectives)`` array where smaller is better."""
-    signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions])
-    if not trials:
-        return np.zeros((0, len(signs)))
-    return np.array([t.values for t in trials], dtype=float) * signs
-
-
 def study_key(study: optuna.Study) -> tuple[int, int, str]:
     """Identifies a study within this process: in-memory storages all number studies from 0,
     so the storage object and the (unique, auto-generated if not given) name are part of it."""
@@ -111,3 +94,41 @@ class StudySpaces:
         """Decisions with the same, non-single distribution in every completed trial."""
         space = self._spaces.setdefault(study_key(study), IntersectionSearchSpace())
         return {name: d for name, d in space.calculate(study).items() if not d.single()}
+
+
+class HistorySampler(BaseSampler):
+    """Base of our samplers: every proposal is a function of the storage and ``(seed, trial number)``.
+
+    Subclasses keep only caches between trials and draw each trial's randomness from
+    :func:`trial_rng` with ``self._seed``, so this base needs no generator to reseed.  The
+    relative search space is the decisions every completed trial shares (conditional decisions
+    go through ``sample_independent``).
+    """
+
+    def __init__(self, *, seed: int | None) -> None:
+        self._seed = base_seed(seed)
+        self._spaces = StudySpaces()
+        # Per running trial, in this process only: what ``sample_relative`` decided (a plan, a
+        # policy snapshot), for the same trial's conditional decisions in ``sample_independent``.
+        self._running: dict[tuple[int, int], Any] = {}
+
+    def _remember(self, study: optuna.Study, trial: FrozenTrial, decided: Any) -> None:
+        self._running[(id(study._storage), trial._trial_id)] = decided
+
+    def _recall(self, study: optuna.Study, trial: FrozenTrial) -> Any:
+        """What :meth:`_remember` kept for ``trial``, or None."""
+        return self._running.get((id(study._storage), trial._trial_id))
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        """Forget what was kept for the finished trial."""
+        self._running.pop((id(study._storage), trial._trial_id), None)
+
+    def reseed_rng(self) -> None:
+        """Nothing to reseed: each trial's stream already differs by its number."""
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        """Decisions present with the same distribution in every completed trial."""
+        return self._spaces.relative(study)

@@ -66,7 +66,7 @@ def random_value(distribution: BaseDistribution, rng: np.random.Generator) -> An
         if distribution.log:
             return float(np.exp(rng.uniform(np.log(distribution.low), np.log(distribution.high))))
         if distribution.step is not None:
-            count = int(round((distribution.high - distribution.low) / distribution.step)) + 1
+            count = round((distribution.high - distribution.low) / distribution.step) + 1
             return float(distribution.low + distribution.step * int(rng.integers(count)))
         return float(rng.uniform(distribution.low, distribution.high))
     raise TypeError(f"unsupported distribution {distribution!r}")

@@ -21,19 +21,11 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
-from optuna.samplers import BaseSampler
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from nas.errors import ConfigError
-from nas.samplers._history import (
-    StudySpaces,
-    base_seed,
-    completed_trials,
-    is_feasible,
-    minimised_values,
-    trial_rng,
-)
-from nas.samplers._pareto import crowding_distance, non_dominated_ranks
+from nas.front import crowding_distance, is_feasible, minimised, non_dominated_ranks
+from nas.samplers._history import HistorySampler, completed_trials, trial_rng
 from nas.samplers._space import contains, mutate_value, random_value
 
 __all__ = ["PARENTS_ATTR", "EvolutionSampler"]
@@ -53,7 +45,7 @@ class _Plan:
     mutation_prob: float
 
 
-class EvolutionSampler(BaseSampler):
+class EvolutionSampler(HistorySampler):
     """Multi-objective regularized evolution over categorical and integer decisions.
 
     Args:
@@ -92,25 +84,12 @@ class EvolutionSampler(BaseSampler):
             raise ConfigError(f"must be in [0, 1], got {crossover_prob}", key="crossover_prob")
         if min_completed is not None and min_completed < 1:
             raise ConfigError(f"must be >= 1, got {min_completed}", key="min_completed")
-        self._seed = base_seed(seed)
+        super().__init__(seed=seed)
         self._population_size = population_size
         self._sample_size = sample_size
         self._mutation_prob = mutation_prob
         self._crossover_prob = crossover_prob
         self._min_completed = population_size if min_completed is None else min_completed
-        self._spaces = StudySpaces()
-        # Per running trial, in this process only: the plan made in ``sample_relative`` and
-        # reused by ``sample_independent`` for conditional decisions of the same trial.
-        self._plans: dict[tuple[int, int], _Plan | None] = {}
-
-    def reseed_rng(self) -> None:
-        """Nothing to reseed: each trial's stream already differs by its number."""
-
-    def infer_relative_search_space(
-        self, study: optuna.Study, trial: FrozenTrial
-    ) -> dict[str, BaseDistribution]:
-        """Decisions present with the same distribution in every completed trial."""
-        return self._spaces.relative(study)
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -118,7 +97,7 @@ class EvolutionSampler(BaseSampler):
         """Choose parents by tournament and return their mutated (crossed-over) child."""
         all_trials = study._get_trials(deepcopy=False, use_cache=False)
         plan = self._plan(study, trial, all_trials)
-        self._plans[self._key(study, trial)] = plan
+        self._remember(study, trial, plan)  # for this trial's conditional decisions
         if plan is None or not search_space:
             return {}
         study._storage.set_trial_system_attr(
@@ -142,7 +121,7 @@ class EvolutionSampler(BaseSampler):
     ) -> Any:
         """Conditional decisions: inherit from a parent that has it (maybe mutated), else random."""
         rng = trial_rng(self._seed, trial.number, f"evolution:{param_name}")
-        plan = self._plans.get(self._key(study, trial))
+        plan: _Plan | None = self._recall(study, trial)
         donors = (
             []
             if plan is None
@@ -160,21 +139,7 @@ class EvolutionSampler(BaseSampler):
             value = mutate_value(param_distribution, value, rng)
         return value
 
-    def after_trial(
-        self,
-        study: optuna.Study,
-        trial: FrozenTrial,
-        state: TrialState,
-        values: Sequence[float] | None,
-    ) -> None:
-        """Forget the finished trial's plan."""
-        self._plans.pop(self._key(study, trial), None)
-
     # -- internals ---------------------------------------------------------------------------
-
-    @staticmethod
-    def _key(study: optuna.Study, trial: FrozenTrial) -> tuple[int, int]:
-        return (id(study._storage), trial._trial_id)
 
     @staticmethod
     def _signature(params: dict[str, Any], names: list[str]) -> tuple[Any, ...]:
@@ -189,7 +154,7 @@ class EvolutionSampler(BaseSampler):
             return None
         # Aging: the most recent members by trial number, whatever their quality.
         population = feasible[-self._population_size :]
-        values = minimised_values(population, study.directions)
+        values = minimised([t.values for t in population], study.directions)
         ranks = non_dominated_ranks(values)
         crowding = np.zeros(len(population))
         for rank in np.unique(ranks):

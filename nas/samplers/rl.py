@@ -33,20 +33,11 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
-from optuna.samplers import BaseSampler
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from nas.errors import ConfigError, close_match_hint
-from nas.samplers._history import (
-    StudySpaces,
-    base_seed,
-    completed_trials,
-    is_feasible,
-    minimised_values,
-    study_key,
-    trial_rng,
-)
-from nas.samplers._pareto import hypervolume, pareto_mask
+from nas.front import hypervolume, is_feasible, minimised, pareto_mask
+from nas.samplers._history import HistorySampler, completed_trials, study_key, trial_rng
 from nas.samplers._space import choices_of, index_of, random_value
 
 __all__ = ["REWARDS", "ReinforceSampler"]
@@ -85,7 +76,7 @@ class _Policy:
         )
 
 
-class ReinforceSampler(BaseSampler):
+class ReinforceSampler(HistorySampler):
     """REINFORCE with a factorised categorical policy, a moving-average baseline and entropy bonus.
 
     Args:
@@ -122,34 +113,22 @@ class ReinforceSampler(BaseSampler):
             raise ConfigError(f"must be in [0, 1), got {baseline_decay}", key="baseline_decay")
         if warmup_trials < 1:
             raise ConfigError(f"must be >= 1, got {warmup_trials}", key="warmup_trials")
-        self._seed = base_seed(seed)
+        super().__init__(seed=seed)
         self._learning_rate = learning_rate
         self._entropy_weight = entropy_weight
         self._baseline_decay = baseline_decay
         self._warmup_trials = warmup_trials
         self._reward = reward
-        self._spaces = StudySpaces()
         self._lock = threading.Lock()
         # Cache: the policy after the last replay, per (storage, study); advanced incrementally.
         self._cache: dict[tuple[int, int, str], _Policy] = {}
-        # The policy a running trial samples from, for its conditional (independent) decisions.
-        self._snapshots: dict[tuple[int, int], _Policy] = {}
-
-    def reseed_rng(self) -> None:
-        """Nothing to reseed: each trial's stream already differs by its number."""
-
-    def infer_relative_search_space(
-        self, study: optuna.Study, trial: FrozenTrial
-    ) -> dict[str, BaseDistribution]:
-        """Decisions present with the same distribution in every completed trial."""
-        return self._spaces.relative(study)
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
         """Rebuild the policy from storage, then sample every shared decision from it."""
         policy = self.policy(study)
-        self._snapshots[(id(study._storage), trial._trial_id)] = policy
+        self._remember(study, trial, policy)  # its conditional decisions sample the same policy
         # One stream for the shared decisions, drawn in sorted-name order (deterministic).
         rng = trial_rng(self._seed, trial.number, "rl:relative")
         return {
@@ -164,21 +143,11 @@ class ReinforceSampler(BaseSampler):
         param_distribution: BaseDistribution,
     ) -> Any:
         """Conditional decisions come from the same policy snapshot as the trial's others."""
-        policy = self._snapshots.get((id(study._storage), trial._trial_id))
+        policy: _Policy | None = self._recall(study, trial)
         if policy is None:
             policy = self.policy(study)
         rng = trial_rng(self._seed, trial.number, f"rl:{param_name}")
         return self._draw(policy, rng, param_name, param_distribution)
-
-    def after_trial(
-        self,
-        study: optuna.Study,
-        trial: FrozenTrial,
-        state: TrialState,
-        values: Sequence[float] | None,
-    ) -> None:
-        """Forget the finished trial's snapshot."""
-        self._snapshots.pop((id(study._storage), trial._trial_id), None)
 
     def policy(self, study: optuna.Study) -> _Policy:
         """The controller after replaying every completed trial of ``study`` in number order.
@@ -244,7 +213,7 @@ class ReinforceSampler(BaseSampler):
     def _fold(self, policy: _Policy, trial: FrozenTrial, directions: Sequence[Any]) -> None:
         """Advance ``policy`` by one completed trial (the step of the left fold)."""
         feasible = is_feasible(trial)
-        value = minimised_values([trial], directions)[0]
+        value = minimised([trial.values], directions)[0]
         if feasible:
             policy.low = value.copy() if policy.low is None else np.minimum(policy.low, value)
             policy.high = value.copy() if policy.high is None else np.maximum(policy.high, value)
@@ -259,7 +228,7 @@ class ReinforceSampler(BaseSampler):
             rewards.append(self._reward_of(policy, item, directions))
             if is_feasible(item):
                 # Dominance survives the monotone normalisation, so the raw front can be pruned.
-                front = np.vstack([*policy.front, minimised_values([item], directions)[0]])
+                front = np.vstack([*policy.front, minimised([item.values], directions)[0]])
                 policy.front = list(front[pareto_mask(front)])
         if policy.baseline is None:
             policy.baseline = float(np.mean(rewards))
@@ -285,7 +254,7 @@ class ReinforceSampler(BaseSampler):
     def _reward_of(self, policy: _Policy, trial: FrozenTrial, directions: Sequence[Any]) -> float:
         if not is_feasible(trial) or policy.low is None:
             return _WORST_REWARD
-        point = self._normalise(policy, minimised_values([trial], directions)[0])
+        point = self._normalise(policy, minimised([trial.values], directions)[0])
         if self._reward == "chebyshev":
             weights = trial_rng(self._seed, trial.number, "rl:weights").dirichlet(
                 np.ones(len(point))

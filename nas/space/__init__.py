@@ -1,7 +1,8 @@
 """The search-space DSL: YAML spaces that resolve to validated `UNetSpec` s.
 
 See :mod:`nas.space.loader` for the file format, :mod:`nas.space.decisions` for the decision
-kinds and :mod:`nas.space.conditions` for ``when:`` conditions.
+kinds, :mod:`nas.space.conditions` for ``when:`` conditions, :mod:`nas.space.validation` for the
+load-time checks and :mod:`nas.space.summary` for what ``python -m nas.space`` reports.
 """
 
 from __future__ import annotations

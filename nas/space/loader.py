@@ -12,24 +12,35 @@ Top-level keys::
     space: {<spec field>: <decision>, levels: <decision>, per_level: {<level field>: <decision>}}
 
 Every error names the file, the key path and what was expected (:class:`nas.errors.ConfigError`).
+This module parses each key; the checks over the parsed space as a whole (values against the spec's
+field rules, references, cycles, impossible combinations, reachable constraints) are in
+:mod:`nas.space.validation`.
 Spec fields not named in ``space`` keep `UNetSpec` defaults; ``decoder_blocks`` defaults to
 ``{tie: blocks, offset: 1}`` (DDPM).
 """
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from evaluators.budget import DEFAULT_BUDGETS, parse_budget
+from evaluators.budget import parse_budgets
 from nas.errors import ConfigError, close_match_hint
-from nas.space.decisions import Choice, Decision, Fixed, IntRange, Tie, parse_decision
-from nas.space.search_space import CONSTRAINT_KEYS, METRICS, DataConfig, Objective, SearchSpace
-from nas.spec import (LEVEL_FIELDS, MAX_BLOCKS, MAX_DECODER_BLOCKS, MAX_LEVELS, NAMED_CHOICES,
-                      LevelSpec, UNetSpec)
+from nas.metrics import objective_metrics
+from nas.space.decisions import Decision, Fixed, Tie, parse_decision
+from nas.space.search_space import CONSTRAINT_KEYS, DataConfig, Objective, SearchSpace
+from nas.space.validation import (
+    check_combinations,
+    check_constraints_reachable,
+    check_references,
+    check_values,
+    dependency_order,
+    pivot_keys,
+)
+from nas.spec import LEVEL_FIELDS, LevelSpec, UNetSpec
 
 __all__ = ["BUNDLED_DIR", "load_space", "resolve_space_path"]
 
@@ -38,10 +49,8 @@ TOP_KEYS = ("name", "extends", "description", "data", "objectives", "constraints
 # Spec fields that come from `data:` rather than from `space:`.
 DATA_FIELDS = ("image_size", "in_channels")
 GLOBAL_KEYS = tuple(k for k in UNetSpec.__dataclass_fields__ if k not in DATA_FIELDS)
-FIELD_TYPES = {**{k: f.type for k, f in UNetSpec.__dataclass_fields__.items()},
-               **{k: f.type for k, f in LevelSpec.__dataclass_fields__.items()}}
-INT_RANGES = {"blocks": (0, MAX_BLOCKS), "decoder_blocks": (0, MAX_DECODER_BLOCKS),
-              "levels": (1, MAX_LEVELS), "channel_mult": (1, 64)}
+# Objectives when a space names none: quality, sample quality and speed.
+DEFAULT_OBJECTIVES = ("val_loss", "fid_proxy", "throughput")
 
 
 def resolve_space_path(name_or_path: str | Path) -> Path:
@@ -70,7 +79,7 @@ def load_space(name_or_path: str | Path, *, check_constraints: bool = True) -> S
     try:
         space = _build(raw, source=source, default_name=path.stem)
         if check_constraints and space.constraints:
-            _check_constraints_reachable(space)
+            check_constraints_reachable(space)
     except ConfigError as err:
         raise err.within(source=source) from None
     return space
@@ -130,7 +139,7 @@ def _load_merged(path: Path, *, seen: tuple[Path, ...]) -> dict[str, Any]:
     return _merge(base, data)
 
 
-# ----- building and validation ---------------------------------------------------------------
+# ----- building (the space-level checks live in nas.space.validation) -----------------------
 def _build(raw: dict[str, Any], *, source: str, default_name: str) -> SearchSpace:
     name = raw.get("name", default_name)
     if not isinstance(name, str) or not name:
@@ -138,15 +147,15 @@ def _build(raw: dict[str, Any], *, source: str, default_name: str) -> SearchSpac
     data = _parse_data(raw.get("data", {}))
     objectives = _parse_objectives(raw.get("objectives"))
     constraints = _parse_constraints(raw.get("constraints", {}))
-    budgets = _parse_budgets(raw.get("budgets", {}))
+    budgets = parse_budgets(raw.get("budgets", {}))
     global_decisions, level_decisions = _parse_space(raw.get("space"))
-    order = _dependency_order(global_decisions, level_decisions)
-    pivots = _pivots(global_decisions, level_decisions)
+    order = dependency_order(global_decisions, level_decisions)
+    pivots = pivot_keys(global_decisions, level_decisions)
     space = SearchSpace(
         name=name, source=source, data=data, objectives=objectives, constraints=constraints,
         budgets=budgets, global_decisions=global_decisions, level_decisions=level_decisions,
         order=order, description=str(raw.get("description", "")), pivots=pivots)
-    _check_combinations(space)
+    check_combinations(space)
     return space
 
 
@@ -168,8 +177,9 @@ def _parse_data(raw: Any) -> DataConfig:
 
 
 def _parse_objectives(raw: Any) -> tuple[Objective, ...]:
+    valid = objective_metrics()  # metric -> natural direction, from the registry
     if raw is None:
-        raw = [{"metric": m, "direction": METRICS[m]} for m in ("val_loss", "fid_proxy", "throughput")]
+        raw = [{"metric": m, "direction": valid[m]} for m in DEFAULT_OBJECTIVES]
     if not isinstance(raw, list) or not raw:
         raise ConfigError(f"expected a non-empty list of {{metric, direction}}, got {raw!r}", key="objectives")
     out = []
@@ -178,10 +188,10 @@ def _parse_objectives(raw: Any) -> tuple[Objective, ...]:
         if not isinstance(item, dict) or set(item) - {"metric", "direction"} or "metric" not in item:
             raise ConfigError(f"expected {{metric: NAME, direction: minimize|maximize}}, got {item!r}", key=key)
         metric = item["metric"]
-        if metric not in METRICS:
-            raise ConfigError(f"unknown metric {metric!r}{close_match_hint(metric, METRICS)}; "
-                              f"valid metrics are {list(METRICS)}", key=f"{key}.metric")
-        direction = item.get("direction", METRICS[metric])
+        if metric not in valid:
+            raise ConfigError(f"unknown metric {metric!r}{close_match_hint(metric, valid)}; "
+                              f"valid metrics are {list(valid)}", key=f"{key}.metric")
+        direction = item.get("direction", valid[metric])
         if direction not in ("minimize", "maximize"):
             raise ConfigError(f"expected minimize or maximize, got {direction!r}", key=f"{key}.direction")
         out.append(Objective(metric=metric, direction=direction))
@@ -200,26 +210,12 @@ def _parse_constraints(raw: Any) -> dict[str, float]:
             raise ConfigError(f"unknown constraint{close_match_hint(key, CONSTRAINT_KEYS)}; "
                               f"valid constraints are {list(CONSTRAINT_KEYS)}", key=f"constraints.{key}")
         if isinstance(value, str):  # YAML 1.1 reads "2e6" (no dot) as a string
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value)
-            except ValueError:
-                pass
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             raise ConfigError(f"expected a positive number, got {value!r}", key=f"constraints.{key}")
         out[key] = float(value)
     return out
-
-
-def _parse_budgets(raw: Any) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"expected a mapping of budget names, got {raw!r}", key="budgets")
-    budgets = dict(DEFAULT_BUDGETS)
-    for name, fields in raw.items():
-        try:
-            budgets[name] = parse_budget(fields, base=DEFAULT_BUDGETS.get(name))
-        except ConfigError as err:
-            raise err.within(key_prefix=f"budgets.{name}") from None
-    return budgets
 
 
 def _parse_space(raw: Any) -> tuple[dict[str, Decision], dict[str, tuple[Decision, ...]]]:
@@ -228,7 +224,8 @@ def _parse_space(raw: Any) -> tuple[dict[str, Decision], dict[str, tuple[Decisio
     valid = ["levels", "per_level", *[k for k in GLOBAL_KEYS if k != "levels"]]
     for key in raw:
         if key not in valid:
-            extra = " (image size and channels come from 'data:')" if key in ("image_size", "in_channels", "channels") else ""
+            from_data = key in ("image_size", "in_channels", "channels")
+            extra = " (image size and channels come from 'data:')" if from_data else ""
             raise ConfigError(f"unknown key{close_match_hint(key, valid)}{extra}; valid keys are {sorted(valid)}",
                               key=f"space.{key}")
     global_decisions: dict[str, Decision] = {}
@@ -241,7 +238,7 @@ def _parse_space(raw: Any) -> tuple[dict[str, Decision], dict[str, tuple[Decisio
             decision = parse_decision(raw[key], key=f"space.{key}")
         else:
             decision = Fixed(value=UNetSpec.__dataclass_fields__[key].default)
-        _check_values(decision, key=key, where=f"space.{key}")
+        check_values(decision, key=key, where=f"space.{key}")
         global_decisions[key] = decision
     max_levels = max(global_decisions["levels"].values())
 
@@ -270,167 +267,7 @@ def _parse_space(raw: Any) -> tuple[dict[str, Decision], dict[str, tuple[Decisio
         else:
             decisions = (parse_decision(value, key=where),) * max_levels
         for i, decision in enumerate(decisions):
-            _check_values(decision, key=key, where=where if len(set(decisions)) == 1 else f"{where}[{i}]")
+            check_values(decision, key=key, where=where if len(set(decisions)) == 1 else f"{where}[{i}]")
         level_decisions[key] = decisions
-    _check_references(global_decisions, level_decisions)
+    check_references(global_decisions, level_decisions)
     return global_decisions, level_decisions
-
-
-def _check_values(decision: Decision, *, key: str, where: str) -> None:
-    """Type, name and range checks of every value a decision can take (and its default)."""
-    values = list(decision.values())
-    if decision.default is not None:
-        values.append(decision.default)
-    expected = "int" if key == "levels" else FIELD_TYPES[key]
-    for value in values:
-        if expected == "int" and not (isinstance(value, int) and not isinstance(value, bool)):
-            raise ConfigError(f"expected an integer, got {value!r}", key=where)
-        if expected == "bool" and not isinstance(value, bool):
-            raise ConfigError(f"expected true or false, got {value!r}", key=where)
-        if expected == "float" and not (isinstance(value, (int, float)) and not isinstance(value, bool)):
-            raise ConfigError(f"expected a number, got {value!r}", key=where)
-        if expected == "str":
-            valid = NAMED_CHOICES[key]
-            if value not in valid:
-                raise ConfigError(f"unknown value {value!r}{close_match_hint(str(value), valid)}; "
-                                  f"expected one of {list(valid)}", key=where)
-        if expected == "int":
-            lo, hi = INT_RANGES.get(key, (1, None))
-            if value < lo or (hi is not None and value > hi):
-                bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-                raise ConfigError(f"expected values {bound}, got {value!r}", key=where)
-        if key == "dropout" and not 0 <= value < 1:
-            raise ConfigError(f"expected a value in [0, 1), got {value!r}", key=where)
-
-
-def _references(decision: Decision) -> set[str]:
-    refs = set(decision.when.keys) if decision.when else set()
-    if isinstance(decision, Tie):
-        refs.add(decision.target)
-    return refs
-
-
-def _check_references(global_decisions: dict[str, Decision],
-                      level_decisions: dict[str, tuple[Decision, ...]]) -> None:
-    known = set(global_decisions) | set(level_decisions)
-    for scope, table in (("space", {k: (d,) for k, d in global_decisions.items()}),
-                         ("space.per_level", level_decisions)):
-        for key, decisions in table.items():
-            for decision in decisions:
-                for ref in _references(decision):
-                    if ref not in known:
-                        raise ConfigError(f"refers to unknown key {ref!r}{close_match_hint(ref, known)}",
-                                          key=f"{scope}.{key}")
-                    if scope == "space" and isinstance(decision, Tie) and ref in level_decisions:
-                        raise ConfigError(f"a global key cannot tie to the per-level key {ref!r}",
-                                          key=f"{scope}.{key}")
-
-
-def _dependency_order(global_decisions: dict[str, Decision],
-                      level_decisions: dict[str, tuple[Decision, ...]]) -> tuple[str, ...]:
-    """Topological order of keys; per-level keys appear as ``per_level.<key>``."""
-
-    def node(ref: str, *, from_level: bool) -> str:
-        return f"per_level.{ref}" if ref in level_decisions else ref
-
-    deps: dict[str, set[str]] = {}
-    for key, decision in global_decisions.items():
-        refs = _references(decision)
-        deps[key] = {node(r, from_level=False) for r in refs} | ({"levels"} if key != "levels" else set())
-    for key, decisions in level_decisions.items():
-        refs = set().union(*(_references(d) for d in decisions))
-        deps[f"per_level.{key}"] = {node(r, from_level=True) for r in refs} | {"levels"}
-    order: list[str] = []
-    visiting: list[str] = []
-
-    def visit(name: str) -> None:
-        if name in order:
-            return
-        if name in visiting:
-            cycle = " -> ".join([*visiting[visiting.index(name):], name])
-            raise ConfigError(f"conditions or ties form a cycle: {cycle}", key=f"space.{visiting[-1]}")
-        visiting.append(name)
-        for dep in sorted(deps[name]):
-            visit(dep)
-        visiting.pop()
-        order.append(name)
-
-    visit("levels")
-    for name in deps:
-        visit(name)
-    return tuple(order)
-
-
-def _pivots(global_decisions: dict[str, Decision],
-            level_decisions: dict[str, tuple[Decision, ...]]) -> frozenset[str]:
-    """Keys whose value a condition reads, closed over ties (see SearchSpace.cardinality)."""
-    all_decisions = [*global_decisions.items()] + [(k, d) for k, ds in level_decisions.items() for d in ds]
-    pivots = {ref for _, d in all_decisions if d.when for ref in d.when.keys}
-    changed = True
-    while changed:
-        changed = False
-        for key, d in all_decisions:
-            if key in pivots and isinstance(d, Tie) and d.target not in pivots:
-                pivots.add(d.target)
-                changed = True
-    return frozenset(pivots)
-
-
-def _possible(decision: Decision, key: str) -> list[Any]:
-    values = list(decision.values())
-    if decision.when is not None and not isinstance(decision, Tie):
-        from nas.space.search_space import inactive_value
-
-        values.append(inactive_value(key, decision))
-    return values
-
-
-def _check_combinations(space: SearchSpace) -> None:
-    """Impossible combinations, checked over every value each key can take."""
-    g, lv = space.global_decisions, space.level_decisions
-    factor = 2 ** (space.max_levels - 1)
-    if space.data.image_size % factor:
-        raise ConfigError(f"image size {space.data.image_size} (data.image_size) is not divisible by "
-                          f"2^(levels-1) = {factor} for {space.max_levels} levels", key="space.levels")
-    bases = _possible(g["base_channels"], "base_channels")
-    groups = _possible(g["norm_groups"], "norm_groups")
-    heads = list(g["head_channels"].values())  # while inactive, no layer uses it
-    attention_possible_mid = any(v != "none" for v in _possible(g["mid_attention"], "mid_attention"))
-    for i in range(space.max_levels):
-        mults = _possible(lv["channel_mult"][i], "channel_mult")
-        attention_here = any(v != "none" for v in _possible(lv["attention"][i], "attention"))
-        # The bottleneck runs at the last level's width: level i is last when levels == i + 1.
-        attention_here |= attention_possible_mid and (i + 1) in g["levels"].values()
-        for base, mult, group in itertools.product(bases, mults, groups):
-            if (base * mult) % group:
-                raise ConfigError(
-                    f"{group} does not divide the {base * mult} channels of level {i} "
-                    f"(base_channels {base} x channel_mult {mult})", key="space.norm_groups")
-        if attention_here:
-            for base, mult, head in itertools.product(bases, mults, heads):
-                if base * mult > head and (base * mult) % head:
-                    raise ConfigError(
-                        f"{head} does not divide the {base * mult} channels of level {i} "
-                        f"(base_channels {base} x channel_mult {mult}), which may carry attention",
-                        key="space.head_channels")
-
-
-def _check_constraints_reachable(space: SearchSpace, probes: int = 24) -> None:
-    """Fail when no probed point meets the constraints (a constraint no point can meet)."""
-    from nas.cost import static_costs  # builds on the meta device: no memory, fast
-
-    candidates = [space.extreme_spec(), *space.sample(probes, seed=0)]
-    best: dict[str, float] = {}  # the smallest excess over each limit among the probes
-    for spec in candidates:
-        costs = static_costs(spec, needs=set(space.constraints))
-        # Only the static costs are known here; throughput, latency and memory are measured later.
-        values = space.constraint_values(costs)
-        for key, value in values.items():
-            best[key] = min(best.get(key, value), value)
-        if all(v <= 0 for v in values.values()):
-            return
-    # Static costs only have upper limits, so limit + excess is the smallest value probed.
-    key = next(k for k in space.constraints if best.get(k, 0) > 0)
-    raise ConfigError(f"no point of the space meets {space.constraints[key]:g}: the smallest of "
-                      f"{len(candidates)} probed points has {space.constraints[key] + best[key]:.0f}",
-                      key=f"constraints.{key}")

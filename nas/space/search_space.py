@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from nas.errors import ConfigError
 from nas.space.conditions import Term
-from nas.space.decisions import Choice, Decision, Fixed, IntRange, Tie
+from nas.space.decisions import Decision, Fixed, IntRange, Tie
 from nas.spec import LevelSpec, UNetSpec
 
 if TYPE_CHECKING:
@@ -28,21 +28,10 @@ if TYPE_CHECKING:
 
     from evaluators.budget import Budget
 
-__all__ = ["DataConfig", "Objective", "SearchSpace", "METRICS", "CONSTRAINT_KEYS"]
+__all__ = ["CONSTRAINT_KEYS", "DataConfig", "Objective", "SearchSpace"]
 
-# Metrics the evaluator reports that can be objectives, and their natural direction.
-METRICS: dict[str, str] = {
-    "val_loss": "minimize",
-    "fid_proxy": "minimize",
-    "kid_mean": "minimize",
-    "throughput": "maximize",
-    "latency_ms": "minimize",
-    "params": "minimize",
-    "macs": "minimize",
-    "peak_mem_mb": "minimize",
-    "sample_seconds": "minimize",
-}
-# Constraint key -> (metric, "max" or "min").
+# Constraint key -> (metric, "max" or "min"); each metric is an objective-capable one of
+# nas.metrics.METRICS (tests/test_space.py checks it).
 CONSTRAINT_KEYS: dict[str, tuple[str, str]] = {
     "max_params": ("params", "max"),
     "max_macs": ("macs", "max"),

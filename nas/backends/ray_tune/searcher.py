@@ -30,14 +30,18 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from nas.backends.ray_tune.trainable import FINAL_KEY, RUNG_KEY
 from nas.errors import ConfigError
-from nas.ray_backend.trainable import FINAL_KEY, RUNG_KEY
+from nas.study import StudyCounts, ask_if_room, count, heartbeat
+
+if TYPE_CHECKING:
+    from nas.context import RunContext
 
 __all__ = ["MAX_CONSECUTIVE_ERRORS", "StudySearcher"]
 
@@ -57,17 +61,19 @@ class _Live:
 class StudySearcher(Searcher):
     """Ask/tell our Optuna study from Ray Tune until it has ``trials`` finished trials.
 
-    ``search`` is a resolved :class:`nas.search.Search`; the study is opened lazily with the
-    registry sampler, so the searcher pickles as its configuration (Tune saves it).
-    ``progress(counts)`` is called after every finished trial; ``deadline`` (a
+    ``context`` is the search's resolved :class:`~nas.context.RunContext`; the study is opened
+    lazily with the registry sampler ``sampler``, so the searcher pickles as its configuration
+    (Tune saves it).  ``progress(counts)`` is called after every finished trial; ``deadline`` (a
     ``time.time()`` value) stops starting new trials; ``stopper`` names the scheduler in the
     reason of the trials it stops.
     """
 
-    def __init__(self, search: Any, *, trials: int, deadline: float | None = None,  # noqa: ANN401
-                 progress: Callable[[Any], None] | None = None, stopper: str = "the Ray scheduler") -> None:
+    def __init__(self, context: RunContext, *, trials: int, sampler: str = "evolution",
+                 deadline: float | None = None, progress: Callable[[StudyCounts], None] | None = None,
+                 stopper: str = "the Ray scheduler") -> None:
         super().__init__(metric=None, mode=None)
-        self.search = search
+        self.context = context
+        self.sampler = sampler
         self.trials = trials
         self.deadline = deadline
         self.progress = progress
@@ -87,43 +93,30 @@ class StudySearcher(Searcher):
     def study(self) -> optuna.Study:
         """The study, opened on first use with the search's sampler and storage."""
         if self._study is None:
-            self._study = self.search.open()
+            self._study = self.context.open_study(self.sampler)
         return self._study
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         """Ask the study for a trial and sample its decisions; FINISHED once the study is full."""
-        from optuna.storages import fail_stale_trials
-        from optuna.storages._heartbeat import get_heartbeat_thread
-
-        from nas.search import _locked, finished_trials
-
+        if self.broken:
+            return Searcher.FINISHED
         if time.monotonic() < self._blocked_until:
             return None
         study = self.study
-        with _locked(self.search.results_dir / ".ask.lock"):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fail_stale_trials(study)
-            finished = len(finished_trials(study))
-            if (finished >= self.trials or (self.deadline is not None and time.time() > self.deadline)
-                    or self.broken):
-                return Searcher.FINISHED
-            running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-            if finished + running >= self.trials:
-                # Room only if a running trial (ours or another worker's) fails.
-                self._blocked_until = time.monotonic() + _RECHECK_S
-                return None
-            with warnings.catch_warnings():
-                # Ask/tell with a heartbeat is deliberate here (the driver beats for its trials).
-                warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-                trial = study.ask()
-        heartbeat = get_heartbeat_thread(trial._trial_id, study._storage)
-        heartbeat.start()
-        self._live[trial_id] = _Live(trial, heartbeat)
-        try:
-            self.search.space.suggest(trial)
-        except ConfigError:
-            pass  # an unbuildable point: the worker re-suggests, gets the same error, records FAIL
+        ask = ask_if_room(study, trials=self.trials, lock=self.context.ask_lock, deadline=self.deadline)
+        if ask.done:
+            return Searcher.FINISHED
+        if ask.trial is None:
+            # Room only if a running trial (ours or another worker's) fails.
+            self._blocked_until = time.monotonic() + _RECHECK_S
+            return None
+        trial = ask.trial
+        beat = heartbeat(trial, study)  # the driver beats for trials that run in Ray workers
+        beat.start()
+        self._live[trial_id] = _Live(trial, beat)
+        # An unbuildable point: the worker re-suggests, gets the same error and records FAIL.
+        with contextlib.suppress(ConfigError):
+            self.context.space.suggest(trial)
         return {"number": trial.number, "optuna_trial_id": trial._trial_id}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -154,8 +147,6 @@ class StudySearcher(Searcher):
         self.told[trial_id] = state
         self.consecutive_errors = self.consecutive_errors + 1 if ray_error else 0
         if self.progress is not None:
-            from nas.search import count
-
             self.progress(count(self.study))
 
     @property

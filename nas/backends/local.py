@@ -1,0 +1,115 @@
+"""The local backend (``--backend optuna``): worker processes on this machine sharing the study.
+
+Each worker asks for a trial under the search's lock file (:func:`nas.study.ask_if_room`), runs it
+with the trial runner while its heartbeat beats, and tells the study the outcome, until the
+study has the requested number of finished trials.  A worker killed mid-trial leaves that trial
+RUNNING; its heartbeat stops, and after the grace period the next ask fails it and re-enqueues
+it once with the same parameters (RDB storages).  One worker runs in this process; several are
+spawned processes that receive the resolved context (nothing is parsed again).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from dataclasses import dataclass
+
+import optuna
+
+from nas.backends.base import Backend, BackendRun, Progress, SearchJob
+from nas.context import RunContext
+from nas.errors import ConfigError
+from nas.study import ask_if_room, count, heartbeat, quiet_optuna
+
+__all__ = ["LocalBackend", "worker_loop"]
+
+# Seconds a worker waits when the study is full of running trials (one may still fail).
+_RECHECK_S = 2.0
+
+
+def worker_loop(context: RunContext, job: SearchJob, worker: int = 0, threads: int | None = None,
+                progress: Progress | None = None) -> int:
+    """Run trials until the study has ``job.trials`` finished ones (or the deadline passes).
+
+    ``threads`` sets torch's CPU threads for this process (None leaves them).  Returns how many
+    trials this worker finished.  Ctrl-C records the running trial FAIL ``interrupted`` and
+    re-raises.
+    """
+    quiet_optuna()
+    import torch
+
+    from evaluators.proxy import EvalContext
+    from nas.pruning import ParetoRungRule
+    from nas.trial_runner import TrialRunner
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    study = context.open_study(job.sampler, worker=worker)
+    data = context.space.data
+    eval_context = EvalContext.load(dataset=data.dataset, image_size=data.image_size, channels=data.channels,
+                                    device=context.device, seed=0)
+    runner = TrialRunner.for_search(context, study, eval_context=eval_context,
+                                    rule=ParetoRungRule() if job.prune else None)
+    done = 0
+    while True:
+        ask = ask_if_room(study, trials=job.trials, lock=context.ask_lock, deadline=job.deadline)
+        if ask.done:
+            break
+        if ask.trial is None:
+            time.sleep(_RECHECK_S)  # room only if a running trial fails
+            continue
+        trial = ask.trial
+        try:
+            with heartbeat(trial, study):
+                outcome = runner.run(trial)
+        except KeyboardInterrupt:
+            trial.set_user_attr("status", "interrupted")
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        study.tell(trial, outcome.values, state=outcome.state)
+        done += 1
+        if progress is not None:
+            progress(count(study))
+    return done
+
+
+@dataclass
+class LocalBackend(Backend):
+    """Worker processes on this machine (``--workers``), all sharing the study's storage."""
+
+    workers: int = 1
+    name = "optuna"
+
+    def check(self) -> None:
+        """``--workers`` must be at least 1."""
+        if self.workers < 1:
+            raise ConfigError(f"expected at least 1, got {self.workers}", key="--workers")
+
+    def run(self, context: RunContext, job: SearchJob, *, progress: Progress | None = None) -> BackendRun:
+        """One worker in this process, or ``workers`` spawned processes; Ctrl-C ends the run interrupted."""
+        from evaluators.device import cpu_threads_per_worker
+
+        try:
+            if self.workers == 1:
+                worker_loop(context, job, 0, progress=progress)
+                return BackendRun()
+            # One share of the cores per worker: torch's default of a thread per core in every
+            # process oversubscribes the machine and slows every trial down.
+            threads = cpu_threads_per_worker(self.workers)
+            spawn = mp.get_context("spawn")
+            procs = [spawn.Process(target=worker_loop, args=(context, job, i, threads), daemon=False)
+                     for i in range(self.workers)]
+            for p in procs:
+                p.start()
+            study = context.open_study(job.sampler)
+            while any(p.is_alive() for p in procs):
+                if progress is not None:
+                    progress(count(study))
+                time.sleep(1.0)
+            for p in procs:
+                p.join()
+            if progress is not None:
+                progress(count(study))
+        except KeyboardInterrupt:
+            return BackendRun(interrupted=True)
+        return BackendRun()

@@ -1,0 +1,112 @@
+"""Writing a picked trial as a config: the commented spec YAML, or a diffusers folder.
+
+* ``yaml`` (default): the spec under ``spec:`` with every field documented by a comment, the
+  trial's metrics under ``metrics:``, ``provenance:`` (space, study, storage, trial, budget,
+  seed, device, dtype, export time), the space's ``data:`` and ``budgets:`` so that
+  ``python -m nas.train --config FILE`` needs nothing else; ``nas.load_model(FILE)`` gives the
+  (untrained) network;
+* ``diffusers``: ``config.json`` for diffusers' ``UNet2DModel``, ``scheduler_config.json`` for its
+  ``DDPMScheduler`` and the YAML above as ``spec.yaml``, when the spec lies in what diffusers can
+  express (see :mod:`nas.diffusers_config`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nas.errors import ConfigError
+from nas.metrics import METRICS
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+__all__ = ["FORMATS", "ExportResult", "export_trial"]
+
+FORMATS = ("yaml", "diffusers")
+
+
+@dataclass
+class ExportResult:
+    """The files an export wrote, and notes the user should read (e.g. where diffusers differs)."""
+
+    paths: list[Path]
+    notes: list[str] = field(default_factory=list)
+
+
+def _space_sections(source: str | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The space's ``data`` and ``budgets`` when its file still loads (else None, None)."""
+    if not source:
+        return None, None
+    from nas.space import load_space
+
+    try:
+        space = load_space(source, check_constraints=False)
+    except ConfigError:
+        return None, None
+    data = {"dataset": space.data.dataset, "image_size": space.data.image_size, "channels": space.data.channels}
+    return data, {name: budget.to_dict() for name, budget in space.budgets.items()}
+
+
+def _check_writable(out: Path, *, directory: bool) -> None:
+    """A path below a regular file, or a file where a folder goes, is a one-line error."""
+    for parent in [out, *out.parents] if directory else list(out.parents):
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"{parent} exists and is not a directory", key="--out")
+    if not directory and out.is_dir():
+        raise ConfigError(f"{out} is a directory; expected a file path", key="--out")
+
+
+def export_trial(study: optuna.Study, trial: FrozenTrial, *, storage_url: str, out: str | Path,
+                 fmt: str = "yaml", how: str = "") -> ExportResult:
+    """Write ``trial`` of ``study`` in format ``fmt`` to ``out``; returns what was written."""
+    from nas.model_io import write_model_yaml
+    from nas.spec import UNetSpec
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; expected one of {list(FORMATS)}", key="--format")
+    attrs = trial.user_attrs
+    spec = UNetSpec.from_dict(attrs["spec"], source=f"trial {trial.number}")
+    names = study.metric_names or []
+    metrics = {k: attrs[k] for k in METRICS if attrs.get(k) is not None}
+    metrics["status"] = attrs.get("status")
+    metrics.update({n: v for n, v in zip(names, trial.values or [], strict=False) if n not in metrics})
+    source = study.user_attrs.get("space_source")
+    data, budgets = _space_sections(source)
+    provenance = {
+        "space": study.user_attrs.get("space"),
+        "space_source": source,
+        "study": study.study_name,
+        "storage": storage_url,
+        "trial": trial.number,
+        "picked_by": how,
+        "duplicate_of": attrs.get("duplicate_of"),
+        "budget": attrs.get("budget"),
+        "seed": attrs.get("seed"),
+        "device": attrs.get("device"),
+        "dtype": attrs.get("dtype"),
+        "spec_digest": spec.digest(),
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    provenance = {k: v for k, v in provenance.items() if v is not None}
+    header = (f"U-Net architecture exported from study {study.study_name!r}, trial {trial.number} ({how}).\n"
+              "Load it: nas.load_model(PATH) -> torch.nn.Module; train it: python -m nas.train --config PATH")
+    sections = {"metrics": metrics, "provenance": provenance, "data": data, "budgets": budgets}
+    out = Path(out)
+    if fmt == "yaml":
+        _check_writable(out, directory=False)
+        return ExportResult(paths=[write_model_yaml(out, spec, header=header, sections=sections)])
+    from nas.diffusers_config import diffusers_notes, scheduler_config, unet2d_config
+    from nas.io import atomic_write
+
+    config = unet2d_config(spec)  # raises, naming every blocker, before anything is written
+    _check_writable(out, directory=True)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [atomic_write(out / "config.json", json.dumps(config, indent=2) + "\n"),
+             atomic_write(out / "scheduler_config.json", json.dumps(scheduler_config(spec), indent=2) + "\n"),
+             write_model_yaml(out / "spec.yaml", spec, header=header, sections=sections)]
+    return ExportResult(paths=paths, notes=list(diffusers_notes(spec)))

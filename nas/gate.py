@@ -1,0 +1,110 @@
+"""The cheap gate: a candidate's costs and constraint values, known before a single training step.
+
+:func:`run_gate` is the one gate: static costs first (parameters and MACs, counted on PyTorch's
+``meta`` device, so nothing is allocated); only when they meet the space's constraints is the
+network built and timed (throughput at the budget's timing batch, latency at batch 1, peak
+memory on CUDA, the cost of a full sample), and the constraints are checked again with the
+measured figures.  A candidate that breaks a constraint is recorded infeasible and never trained.
+
+The two measuring steps are callables so that the same gate runs on live networks
+(:func:`static_costs` and :class:`ThroughputTiming`) and on a benchmark's table of recorded
+figures (``benchmarks/_tabular.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from evaluators.budget import Budget
+from evaluators.device import Precision
+from evaluators.throughput import measure_throughput, sampling_cost
+from nas.front import constraints_met
+from nas.spec import UNetSpec
+
+if TYPE_CHECKING:
+    from nas.space import SearchSpace
+
+__all__ = ["Gate", "GateResult", "ThroughputTiming", "run_gate", "static_costs"]
+
+# Both return figures by metric name (nas.metrics); the gate merges them.
+CostFn = Callable[[UNetSpec], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """What the gate found: figures by metric name and each constraint's value (``<= 0`` met)."""
+
+    costs: dict[str, Any]
+    constraints: dict[str, float]
+
+    @property
+    def feasible(self) -> bool:
+        """Whether every constraint is met."""
+        return constraints_met(self.constraints.values())
+
+
+def static_costs(spec: UNetSpec) -> dict[str, Any]:
+    """``params`` and ``macs`` (per image), counted without building real tensors."""
+    from nas.cost import static_costs as count
+
+    costs = count(spec)
+    return {"params": int(costs["params"]), "macs": int(costs["macs"])}
+
+
+@dataclass(frozen=True)
+class ThroughputTiming:
+    """Times a freshly built network as the ``throughput`` metric defines (median of 5 repeats
+    after warm-up, synchronised), in the run's precision."""
+
+    budget: Budget
+    device: torch.device
+    precision: Precision
+
+    def __call__(self, spec: UNetSpec) -> dict[str, Any]:
+        """The measured figures of ``spec``, and the seconds the measurement took."""
+        from nas.unet import build_unet
+
+        model = build_unet(spec)
+        started = time.perf_counter()
+        report = measure_throughput(model, input_shape=(spec.in_channels, spec.image_size, spec.image_size),
+                                    batch_size=self.budget.throughput_batch, device=self.device,
+                                    dtype=self.precision.dtype_name, repeats=5, warmup=1)
+        return {
+            "throughput": report.images_per_s,
+            "latency_ms": report.latency_ms,
+            "peak_mem_mb": report.peak_mem_mb,
+            "throughput_spread": list(report.images_per_s_spread),
+            "sample_seconds": sampling_cost(report, steps=self.budget.sample_steps)["seconds_per_image"],
+            # The throughput objective's measurement: candidate compute, not search overhead.
+            "gate_timing_seconds": time.perf_counter() - started,
+        }
+
+
+def run_gate(spec: UNetSpec, *, space: SearchSpace, static: CostFn = static_costs, timing: CostFn) -> GateResult:
+    """Static costs, then (only when they meet the constraints) the timed ones; see the module docstring."""
+    costs = dict(static(spec))
+    if constraints_met(space.constraint_values(costs).values()):
+        costs.update(timing(spec))
+    return GateResult(costs=costs, constraints=space.constraint_values(costs))
+
+
+@dataclass(frozen=True)
+class Gate:
+    """:func:`run_gate` bound to a space and its two measuring steps: ``gate(spec) -> GateResult``."""
+
+    space: SearchSpace
+    timing: CostFn
+    static: CostFn = static_costs
+
+    @classmethod
+    def timed(cls, space: SearchSpace, *, budget: Budget, device: torch.device, precision: Precision) -> Gate:
+        """The search's gate: meta-device static costs and a live throughput measurement."""
+        return cls(space=space, timing=ThroughputTiming(budget=budget, device=device, precision=precision))
+
+    def __call__(self, spec: UNetSpec) -> GateResult:
+        return run_gate(spec, space=self.space, static=self.static, timing=self.timing)

@@ -1,0 +1,216 @@
+"""`TrialRunner`: one search trial from proposal to record, whatever evaluates it.
+
+The flow of :meth:`TrialRunner.run` (DESIGN.md, "The pipeline"):
+
+1. ``space.suggest(trial)`` -> a `UNetSpec` (an unbuildable point is recorded FAIL ``invalid``);
+2. a spec already evaluated in the study reuses that trial's values (no training);
+3. the cheap gate (:mod:`nas.gate`); a candidate breaking a constraint is recorded COMPLETE and
+   infeasible with no training step;
+4. the evaluation, with the early-stopping rule as its rung hook (stopped -> PRUNED);
+5. every metric, the spec YAML and a sample grid go to the trial (user attributes, artifacts).
+
+The gate and the evaluation are callables given to the runner: the search passes the live ones
+(:meth:`TrialRunner.for_search`), the tabular benchmark passes lookups in its table, and both
+record trials through this one code path.  The runner never tells the study; its caller does,
+with the returned :class:`TrialOutcome`.
+
+Constraint values are written both with ``trial.set_constraint`` (Optuna 5, read by the
+samplers) and as the list system attribute ``constraints`` that optuna-dashboard 0.21 reads
+(it ignores the new per-key form); ``user_attrs["feasible"]`` says it in plain words.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.trial import TrialState
+
+from evaluators.proxy import EvalResult
+from evaluators.training import RungHook
+from nas.errors import ConfigError
+from nas.gate import Gate, GateResult
+from nas.metrics import TRIAL_METRICS
+from nas.pruning import ParetoRungRule, rung_key
+from nas.space import SearchSpace
+from nas.spec import UNetSpec
+from nas.study import FAILED_STATUSES
+
+if TYPE_CHECKING:
+    from evaluators.proxy import EvalContext
+    from nas.context import RunContext
+
+__all__ = ["Evaluate", "RungListener", "TrialOutcome", "TrialRunner"]
+
+# evaluate(spec, rung_hook=..., artifacts_dir=...) -> EvalResult; never raises for a bad candidate.
+Evaluate = Callable[..., EvalResult]
+# Called with (rung, step, val_loss) after the runner records a rung (Ray reports it to its scheduler).
+RungListener = Callable[[int, int, float], None]
+
+
+@dataclass
+class TrialOutcome:
+    """How a trial ended: its Optuna state, values (COMPLETE only) and our status."""
+
+    state: TrialState
+    values: list[float] | None
+    status: str
+    reason: str = ""
+
+
+@dataclass
+class TrialRunner:
+    """Runs and records the trials of one study (built once per worker process)."""
+
+    space: SearchSpace
+    study: optuna.Study
+    gate: Callable[[UNetSpec], GateResult]
+    evaluate: Evaluate
+    rule: ParetoRungRule | None = None
+    seed: int = 0
+    budget_name: str = ""
+    artifact_store: FileSystemArtifactStore | None = None
+    on_rung: RungListener | None = None
+
+    @classmethod
+    def for_search(cls, context: RunContext, study: optuna.Study, *, eval_context: EvalContext,
+                   rule: ParetoRungRule | None = None, on_rung: RungListener | None = None) -> TrialRunner:
+        """The search's runner: the timed gate and the proxy evaluator on ``eval_context``'s data,
+        artifacts under ``context.artifacts_dir``."""
+        from evaluators.proxy import evaluate
+
+        context.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        return cls(
+            space=context.space, study=study,
+            gate=Gate.timed(context.space, budget=context.budget, device=eval_context.device,
+                            precision=eval_context.precision),
+            # The gate measured throughput already: the evaluator does not time it again.
+            evaluate=functools.partial(evaluate, budget=context.budget, context=eval_context, seed=context.seed,
+                                       measure=False),
+            rule=rule, seed=context.seed, budget_name=context.budget_name,
+            artifact_store=FileSystemArtifactStore(str(context.artifacts_dir)), on_rung=on_rung)
+
+    def run(self, trial: optuna.Trial) -> TrialOutcome:
+        """Run one trial end to end and record it on ``trial`` (the caller tells the study)."""
+        try:
+            spec = self.space.suggest(trial)
+        except ConfigError as err:
+            return self._fail(trial, "invalid", str(err))
+        trial.set_user_attr("spec", spec.to_dict())
+        trial.set_user_attr("spec_digest", spec.digest())
+        trial.set_user_attr("budget", self.budget_name)
+        trial.set_user_attr("seed", self.seed)
+        self._upload_text(trial, "spec.yaml", spec.to_yaml())
+
+        earlier = self._find_duplicate(spec, trial.number)
+        if earlier is not None:
+            return self._reuse(trial, earlier)
+
+        try:
+            gate = self.gate(spec)
+        except Exception as err:  # noqa: BLE001 - an unbuildable spec is a recorded candidate
+            return self._fail(trial, "invalid", f"{type(err).__name__}: {err}")
+        self._record_gate(trial, gate)
+        if not gate.feasible:
+            trial.set_user_attr("status", "infeasible")
+            values = [gate.costs.get(o.metric, math.inf if o.direction == "minimize" else -math.inf)
+                      for o in self.space.objectives]
+            return TrialOutcome(TrialState.COMPLETE, [float(v) if v is not None else math.inf for v in values],
+                                "infeasible")
+
+        artifacts = self._artifact_dir(trial) if self.artifact_store is not None else None
+        result = self.evaluate(spec, rung_hook=self._rung_hook(trial), artifacts_dir=artifacts)
+        self._copy_result(trial, result)
+        if result.status == "pruned":
+            return TrialOutcome(TrialState.PRUNED, None, "pruned", result.reason)
+        if result.status in FAILED_STATUSES:
+            return self._fail(trial, result.status, result.reason)
+        if artifacts is not None:
+            self._upload_file(trial, artifacts / "samples.png")
+        return TrialOutcome(TrialState.COMPLETE, [float(trial.user_attrs[o.metric]) for o in self.space.objectives],
+                            "ok")
+
+    # ----- recording ---------------------------------------------------------------------------
+    def _record_gate(self, trial: optuna.Trial, gate: GateResult) -> None:
+        for key, value in gate.costs.items():
+            trial.set_user_attr(key, value)
+        for key, value in gate.constraints.items():
+            trial.set_constraint(key, value)
+        # optuna-dashboard 0.21 reads only this list form (see the module docstring).
+        trial.storage.set_trial_system_attr(trial._trial_id, "constraints", list(gate.constraints.values()))
+        trial.set_user_attr("feasible", gate.feasible)
+
+    def _rung_hook(self, trial: optuna.Trial) -> RungHook:
+        def hook(rung: int, step: int, val_loss: float) -> bool:
+            trial.set_user_attr(rung_key(rung), val_loss)
+            if self.on_rung is not None:
+                self.on_rung(rung, step, val_loss)
+            if self.rule is None:
+                return False
+            attrs = trial.user_attrs
+            return self.rule.check(self.study, trial.number, rung, val_loss, attrs.get("throughput", 0.0),
+                                   attrs.get("params", 0.0))
+
+        return hook
+
+    def _copy_result(self, trial: optuna.Trial, result: EvalResult) -> None:
+        data = result.to_dict()
+        for key in TRIAL_METRICS:  # the gate's figures (GATE_METRICS) were recorded by the gate
+            if data.get(key) is not None:
+                trial.set_user_attr(key, data[key])
+        trial.set_user_attr("status", result.status)
+        if result.reason:
+            trial.set_user_attr("reason", result.reason)
+        # A thinned loss curve (the dashboard truncates long attributes anyway).
+        curve = result.curve
+        stride = max(1, len(curve) // 25)
+        trial.set_user_attr("curve", [[int(s), round(v, 5)] for s, v in curve[::stride]])
+
+    def _find_duplicate(self, spec: UNetSpec, number: int) -> optuna.trial.FrozenTrial | None:
+        digest = spec.digest()
+        for other in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if other.number != number and other.user_attrs.get("spec_digest") == digest:
+                return other
+        return None
+
+    def _reuse(self, trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> TrialOutcome:
+        for key, value in earlier.user_attrs.items():
+            if key not in ("spec", "spec_digest"):
+                trial.set_user_attr(key, value)
+        trial.set_user_attr("duplicate_of", earlier.number)
+        for key, value in earlier.constraints.items():
+            if not key.isdigit():  # the list form's positions; written again just below
+                trial.set_constraint(key, value)
+        if "constraints" in earlier.system_attrs:
+            trial.storage.set_trial_system_attr(trial._trial_id, "constraints", earlier.system_attrs["constraints"])
+        return TrialOutcome(TrialState.COMPLETE, list(earlier.values), earlier.user_attrs.get("status", "ok"),
+                            f"same architecture as trial {earlier.number}")
+
+    def _fail(self, trial: optuna.Trial, status: str, reason: str) -> TrialOutcome:
+        trial.set_user_attr("status", status)
+        trial.set_user_attr("reason", reason[:1000])
+        return TrialOutcome(TrialState.FAIL, None, status, reason)
+
+    # ----- artifacts -----------------------------------------------------------------------------
+    def _artifact_dir(self, trial: optuna.Trial) -> Path:
+        return Path(tempfile.gettempdir()) / "unet-nas" / f"{self.study.study_name}-{trial.number}-{trial._trial_id}"
+
+    def _upload_text(self, trial: optuna.Trial, name: str, text: str) -> None:
+        if self.artifact_store is None:
+            return
+        path = self._artifact_dir(trial) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        self._upload_file(trial, path)
+
+    def _upload_file(self, trial: optuna.Trial, path: Path) -> None:
+        if self.artifact_store is not None and path.is_file():
+            upload_artifact(artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial)
+
