@@ -55,6 +55,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, output_dir, write_result
 from _tabular import REFERENCE, SPACE, Table, TableLookup, build_table, read_table, table_budgets
 
+from nas.cli import positive_int
+
 NAME = "sampler_efficiency"
 SAMPLER_ORDER = ("random", "nsga2", "tpe", "evolution", "rl")
 PRUNED_SAMPLERS = ("random", "evolution")
@@ -369,17 +371,6 @@ def plot(samplers: dict[str, Any], early: dict[str, Any], target: float, trials:
 
 
 # ----- command line ---------------------------------------------------------------------------
-def positive(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -392,8 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
         else:
             sub.add_argument("--table", default=None, help="table CSV (default OUT/table.csv)")
-            sub.add_argument("--trials", type=positive, default=None, help="trials per search (default by size)")
-            sub.add_argument("--seeds", type=positive, default=None, help="seeds 0..S-1 (default by size)")
+            sub.add_argument("--trials", type=positive_int, default=None, help="trials per search (default by size)")
+            sub.add_argument("--seeds", type=positive_int, default=None, help="seeds 0..S-1 (default by size)")
     return parser
 
 

@@ -11,7 +11,6 @@ run is the backend's business (:mod:`nas.backends`); this module resolves the ru
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,9 +22,6 @@ from nas.errors import ConfigError
 from nas.study import StudyCounts, count, quiet_optuna
 
 __all__ = ["SearchOutcome", "SearchSettings", "run_search"]
-
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True, kw_only=True)
 class SearchSettings:
