@@ -240,6 +240,21 @@ def build_table(path: Path, space: Any, *, budget_name: str, points: int | None,
 
 
 # ----- lookup ---------------------------------------------------------------------------------
+def no_skill_scores(space: Any, budget_name: str, *, device: str = "cpu") -> Any:
+    """``spec -> scores`` of the no-skill point at the table's budget (what the search records for
+    an infeasible candidate's unmeasured objectives; ``evaluators.no_skill``); loads the data and
+    the FID reference once."""
+    import functools
+
+    from evaluators.no_skill import no_skill_scores as scores
+    from evaluators.proxy import EvalContext
+
+    data = space.data
+    context = EvalContext.load(dataset=data.dataset, image_size=data.image_size, channels=data.channels,
+                               device=device, seed=0)
+    return functools.partial(scores, budget=table_budgets()[budget_name], context=context)
+
+
 @dataclass(frozen=True)
 class TableLookup:
     """The table in place of live measurement and training, for :class:`nas.trial_runner.TrialRunner`.
@@ -252,6 +267,7 @@ class TableLookup:
     """
 
     rows: dict[str, dict[str, Any]]
+    no_skill: Any  # spec -> the no-skill scores (no_skill_scores below)
 
     def static(self, spec: Any) -> dict[str, Any]:
         """The row's params and MACs (nothing for a missing point)."""
@@ -270,6 +286,13 @@ class TableLookup:
         from nas.gate import Gate
 
         return Gate(space=space, static=self.static, timing=self.timing)
+
+    def runner(self, space: Any, study: Any, *, rule: Any = None, budget_name: str = "") -> Any:
+        """The search's trial runner, answered from this table."""
+        from nas.trial_runner import TrialRunner
+
+        return TrialRunner(space=space, study=study, gate=self.gate(space), evaluate=self.evaluate,
+                           no_skill=self.no_skill, rule=rule, seed=0, budget_name=budget_name)
 
     def evaluate(self, spec: Any, *, rung_hook: Any = None, artifacts_dir: Any = None) -> Any:
         """The row as an :class:`evaluators.proxy.EvalResult` (see the class docstring)."""

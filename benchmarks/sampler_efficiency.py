@@ -53,7 +53,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, output_dir, write_result
-from _tabular import REFERENCE, SPACE, Table, TableLookup, build_table, read_table, table_budgets
+from _tabular import REFERENCE, SPACE, Table, TableLookup, build_table, no_skill_scores, read_table, table_budgets
 
 from nas.cli import positive_int
 
@@ -116,7 +116,8 @@ class Run:
     distinct: int
 
 
-def replay_one(space: Any, table: Table, sampler: str, seed: int, trials: int, *, prune: bool) -> Run:
+def replay_one(space: Any, table: Table, sampler: str, seed: int, trials: int, *, prune: bool,
+               no_skill: Any) -> Run:
     """Replay one search of ``trials`` trials: the search's own study, sampler and trial runner,
     with the gate and the evaluation answered from the table (``_tabular.TableLookup``)."""
     import optuna
@@ -125,13 +126,11 @@ def replay_one(space: Any, table: Table, sampler: str, seed: int, trials: int, *
     from nas.pruning import ParetoRungRule
     from nas.samplers import make_sampler
     from nas.study import open_search_study
-    from nas.trial_runner import TrialRunner
 
     study = open_search_study(space, storage=optuna.storages.InMemoryStorage(), study_name=f"{sampler}-{seed}",
                               sampler=make_sampler(sampler, seed=seed))
-    lookup = TableLookup(table.rows)
-    runner = TrialRunner(space=space, study=study, gate=lookup.gate(space), evaluate=lookup.evaluate,
-                         rule=ParetoRungRule() if prune else None, seed=0, budget_name=table.budget_name)
+    runner = TableLookup(table.rows, no_skill=no_skill).runner(space, study, rule=ParetoRungRule() if prune else None,
+                                                               budget_name=table.budget_name)
     found: list[list[float]] = []
     hv_share: list[float] = []
     cum_steps: list[int] = []
@@ -202,11 +201,12 @@ def replay(args: argparse.Namespace) -> int:
     trials = args.trials or size.trials or max(1, round(0.4 * cardinality))
     seeds = list(range(args.seeds or size.seeds))
     started = time.perf_counter()
+    no_skill = no_skill_scores(space, table.budget_name)
 
     samplers: dict[str, Any] = {}
     runs: dict[str, list[Run]] = {}
     for name in SAMPLER_ORDER:
-        runs[name] = [replay_one(space, table, name, seed, trials, prune=False) for seed in seeds]
+        runs[name] = [replay_one(space, table, name, seed, trials, prune=False, no_skill=no_skill) for seed in seeds]
         samplers[name] = _summary(runs[name])
         print(f"{name:>9}: final HV share {samplers[name]['final']['mean']:.3f} "
               f"+- {samplers[name]['final']['std']:.3f}", flush=True)
@@ -216,7 +216,7 @@ def replay(args: argparse.Namespace) -> int:
 
     early: dict[str, Any] = {}
     for name in PRUNED_SAMPLERS:
-        pruned = [replay_one(space, table, name, seed, trials, prune=True) for seed in seeds]
+        pruned = [replay_one(space, table, name, seed, trials, prune=True, no_skill=no_skill) for seed in seeds]
         early[name] = _early_summary(runs[name], pruned)
         e = early[name]
         print(f"{name:>9} + early stopping: steps {e['steps_without']['mean']:.0f} -> {e['steps_with']['mean']:.0f} "

@@ -38,6 +38,7 @@ from evaluators.throughput import measure_throughput, sampling_cost
 from evaluators.training import RungHook, TrainOutcome, TrainState, is_oom, train
 from nas.diffusion import GaussianDiffusion
 from nas.errors import ConfigError
+from nas.io import atomic_writer
 from nas.spec import UNetSpec
 
 __all__ = ["STATUSES", "EvalContext", "EvalResult", "evaluate", "sample_and_score", "save_grid"]
@@ -59,6 +60,8 @@ class EvalContext:
     device: torch.device
     precision: Precision = field(default_factory=Precision)
     setup_seconds: float = 0.0
+    # Values that depend on the budget but not on the candidate, computed once (evaluators.no_skill).
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, *, dataset: str = "mnist", image_size: int, channels: int, device: str | torch.device = "auto",
@@ -294,8 +297,9 @@ def sample_and_score(spec: UNetSpec, *, budget: Budget, context: EvalContext, di
         save_grid(samples[:64], Path(artifacts_dir) / "samples.png")
 
 
-def save_grid(images: torch.Tensor, path: Path, *, columns: int = 8) -> Path:
-    """Save images in [-1, 1] (N, C, H, W) as one PNG grid; returns the path."""
+def save_grid(images: torch.Tensor, path: Path, *, columns: int = 8, scale: int = 4) -> Path:
+    """Save images in [-1, 1] (N, C, H, W) as one PNG grid, each pixel ``scale`` x ``scale``
+    (nearest neighbour: 28x28 digits become 112x112, large enough to judge); returns the path."""
     from PIL import Image
 
     n, c, h, w = images.shape
@@ -306,6 +310,8 @@ def save_grid(images: torch.Tensor, path: Path, *, columns: int = 8) -> Path:
         grid[:, 2 + r * (h + 2):2 + r * (h + 2) + h, 2 + col * (w + 2):2 + col * (w + 2) + w] = img
     array = ((grid.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     array = array[0] if c == 1 else array.permute(1, 2, 0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array.numpy()).save(path)
+    image = Image.fromarray(array.numpy())
+    image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+    with atomic_writer(path, binary=True) as handle:
+        image.save(handle, format="PNG")
     return path

@@ -12,6 +12,9 @@ device type for the precision rule.
 from __future__ import annotations
 
 import dataclasses
+import shlex
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +31,15 @@ if TYPE_CHECKING:
 
     from nas.space import SearchSpace
 
-__all__ = ["RunContext", "check_budget_name"]
+__all__ = ["RunContext", "check_budget_name", "dashboard_executable"]
+
+
+def dashboard_executable() -> str:
+    """The ``optuna-dashboard`` script installed beside this Python, else the one on ``PATH``."""
+    beside = Path(sys.executable).with_name("optuna-dashboard")
+    if beside.is_file():
+        return str(beside)
+    return shutil.which("optuna-dashboard") or "optuna-dashboard"
 
 
 def check_budget_name(space: SearchSpace, name: str) -> None:
@@ -91,8 +102,10 @@ class RunContext:
         return self.results_dir / ".ask.lock"
 
     def dashboard_command(self) -> str:
-        """The command that opens this study in optuna-dashboard with its artifacts."""
-        return f"optuna-dashboard {self.storage_url} --artifact-dir {self.artifacts_dir}"
+        """The command that opens this study in optuna-dashboard with its artifacts, runnable from
+        any shell: the dashboard's own script by absolute path (a virtual environment's ``bin`` need
+        not be on ``PATH``), arguments quoted."""
+        return shlex.join([dashboard_executable(), self.storage_url, "--artifact-dir", str(self.artifacts_dir)])
 
     def open_study(self, sampler: str, *, worker: int = 0) -> optuna.Study:
         """Create or load this run's study with the registry sampler ``sampler``.

@@ -6,6 +6,11 @@ network built and timed (throughput at the budget's timing batch, latency at bat
 memory on CUDA, the cost of a full sample), and the constraints are checked again with the
 measured figures.  A candidate that breaks a constraint is recorded infeasible and never trained.
 
+A space whose objectives include a timing figure other than throughput (latency, sample cost,
+peak memory) has every candidate timed, feasible or not: an infeasible trial then records a
+measured value for it, since no stand-in is honest for those (an untimed candidate's throughput
+is 0 images/s, and its quality is the no-skill point, :mod:`evaluators.no_skill`).
+
 The two measuring steps are callables so that the same gate runs on live networks
 (:func:`static_costs` and :class:`ThroughputTiming`) and on a benchmark's table of recorded
 figures (``benchmarks/_tabular.py``).
@@ -33,6 +38,8 @@ __all__ = ["Gate", "GateResult", "ThroughputTiming", "run_gate", "static_costs"]
 
 # Both return figures by metric name (nas.metrics); the gate merges them.
 CostFn = Callable[[UNetSpec], dict[str, Any]]
+# Timed figures with no stand-in for an untimed candidate (see the module docstring).
+TIMED_WITHOUT_STAND_IN = ("latency_ms", "sample_seconds", "peak_mem_mb")
 
 
 @dataclass(frozen=True)
@@ -85,10 +92,11 @@ class ThroughputTiming:
         }
 
 
-def run_gate(spec: UNetSpec, *, space: SearchSpace, static: CostFn = static_costs, timing: CostFn) -> GateResult:
-    """Static costs, then (only when they meet the constraints) the timed ones; see the module docstring."""
+def run_gate(spec: UNetSpec, *, space: SearchSpace, static: CostFn = static_costs, timing: CostFn,
+             time_always: bool = False) -> GateResult:
+    """Static costs, then (when they meet the constraints, or ``time_always``) the timed ones."""
     costs = dict(static(spec))
-    if constraints_met(space.constraint_values(costs).values()):
+    if time_always or constraints_met(space.constraint_values(costs).values()):
         costs.update(timing(spec))
     return GateResult(costs=costs, constraints=space.constraint_values(costs))
 
@@ -106,5 +114,10 @@ class Gate:
         """The search's gate: meta-device static costs and a live throughput measurement."""
         return cls(space=space, timing=ThroughputTiming(budget=budget, device=device, precision=precision))
 
+    @property
+    def time_always(self) -> bool:
+        """Whether every candidate is timed (an objective has no stand-in; see the module docstring)."""
+        return any(o.metric in TIMED_WITHOUT_STAND_IN for o in self.space.objectives)
+
     def __call__(self, spec: UNetSpec) -> GateResult:
-        return run_gate(spec, space=self.space, static=self.static, timing=self.timing)
+        return run_gate(spec, space=self.space, static=self.static, timing=self.timing, time_always=self.time_always)

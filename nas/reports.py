@@ -1,8 +1,8 @@
 """The reports written from a study: CSV tables, the front's plot and the markdown summary.
 
 ``results/<study>/`` receives ``pareto.csv``, ``trials.csv``, ``pareto.png`` and ``report.md``;
-the same summary goes into the study's optuna-dashboard note.  Column names, units and meanings
-come from the metric registry (:mod:`nas.metrics`).
+``report.md`` is the study's note (:func:`nas.notes.study_note`), the summary optuna-dashboard
+shows too.  Column names, units and directions come from the metric registry (:mod:`nas.metrics`).
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from nas.io import atomic_write, atomic_writer
-from nas.metrics import REPORT_METRICS, describe
-from nas.pareto import candidate_trials, front_trials, knee_trial
+from nas.metrics import METRICS, REPORT_METRICS
+from nas.notes import study_note
+from nas.pareto import candidate_trials, front_trials
 
-__all__ = ["REPORT_FILES", "summary_markdown", "write_reports"]
+__all__ = ["REPORT_FILES", "axis_label", "write_reports"]
 
 REPORT_FILES = ("pareto.csv", "trials.csv", "pareto.png", "report.md")
 # Bookkeeping columns after the metrics.
@@ -48,6 +49,13 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
+def axis_label(name: str, direction: str) -> str:
+    """``val_loss (MSE, lower is better)``: a metric with its unit and which way is better."""
+    metric = METRICS.get(name)
+    unit = f"{metric.unit}, " if metric and metric.unit else ""
+    return f"{name} ({unit}{'higher' if direction == 'maximize' else 'lower'} is better)"
+
+
 def _plot(study: optuna.Study, path: Path) -> None:
     import matplotlib
 
@@ -73,44 +81,17 @@ def _plot(study: optuna.Study, path: Path) -> None:
         if t.number in front:
             ax.annotate(str(t.number), (t.values[0], t.values[1]), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
+    directions = [d.name.lower() for d in study.directions]
     if c_name:
-        fig.colorbar(sc, ax=ax, label=c_name)
-    ax.set_xlabel(x_name)
-    ax.set_ylabel(y_name)
+        fig.colorbar(sc, ax=ax, label=axis_label(c_name, directions[2]))
+    ax.set_xlabel(axis_label(x_name, directions[0]))
+    ax.set_ylabel(axis_label(y_name, directions[1]))
     ax.set_title(f"{study.study_name}: {len(trials)} feasible trials, front of {len(front)}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_writer(path, binary=True) as fh:
         fig.savefig(fh, format="png")
     plt.close(fig)
-
-
-def summary_markdown(study: optuna.Study) -> str:
-    """A markdown summary of the study and its front (the report and the dashboard note)."""
-    trials = study.get_trials(deepcopy=False)
-    states: dict[str, int] = {}
-    for t in trials:
-        key = t.user_attrs.get("status") or t.state.name.lower()
-        states[key] = states.get(key, 0) + 1
-    names = study.metric_names or []
-    front = front_trials(study)
-    lines = [f"# Study `{study.study_name}`", "",
-             f"{len(trials)} trials: " + ", ".join(f"{n} {k}" for k, n in sorted(states.items())), "",
-             "Objectives: " + ", ".join(f"{n} ({d.name.lower()})"
-                                        for n, d in zip(names, study.directions, strict=False)), ""]
-    lines += [f"- {describe(name)}" for name in names] + [""]
-    if not front:
-        lines.append("No feasible completed trial yet.")
-        return "\n".join(lines) + "\n"
-    knee = knee_trial(study, front)
-    lines += [f"## Pareto front ({len(front)} trials; knee: trial {knee.number})", "",
-              "| trial | " + " | ".join(names) + " | params | MACs |",
-              "|---:|" + "---:|" * (len(names) + 2)]
-    for t in front:
-        cells = [f"{v:.4g}" for v in t.values]
-        lines.append(f"| {t.number}{' (knee)' if t is knee else ''} | " + " | ".join(cells)
-                     + f" | {t.user_attrs.get('params', 0):,} | {t.user_attrs.get('macs', 0):,} |")
-    return "\n".join(lines) + "\n"
 
 
 def write_reports(study: optuna.Study, out_dir: Path) -> dict[str, Path]:
@@ -121,5 +102,5 @@ def write_reports(study: optuna.Study, out_dir: Path) -> dict[str, Path]:
     _write_csv(paths["trials.csv"], [_row(study, t) for t in study.get_trials(deepcopy=False)])
     _write_csv(paths["pareto.csv"], [_row(study, t) for t in front_trials(study)])
     _plot(study, paths["pareto.png"])
-    atomic_write(paths["report.md"], summary_markdown(study))
+    atomic_write(paths["report.md"], study_note(study))
     return {k: v for k, v in paths.items() if v.exists()}

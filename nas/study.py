@@ -36,14 +36,33 @@ from nas.io import file_lock
 if TYPE_CHECKING:
     from nas.space import SearchSpace
 
-__all__ = ["FAILED_STATUSES", "GRACE_PERIOD", "HEARTBEAT_INTERVAL", "Ask", "StudyCounts", "ask_if_room", "count",
-           "default_storage_url", "find_storage_url", "finished_trials", "heartbeat", "load_existing_study",
-           "make_storage", "open_search_study", "quiet_optuna"]
+__all__ = [
+    "FAILED_STATUSES",
+    "GRACE_PERIOD",
+    "HEARTBEAT_INTERVAL",
+    "SPEC_ATTR",
+    "Ask",
+    "StudyCounts",
+    "ask_if_room",
+    "count",
+    "default_storage_url",
+    "find_storage_url",
+    "finished_trials",
+    "heartbeat",
+    "load_existing_study",
+    "make_storage",
+    "open_search_study",
+    "quiet_optuna",
+    "trial_spec",
+]
 
 HEARTBEAT_INTERVAL = 5  # seconds between a running trial's heartbeats
 GRACE_PERIOD = 15  # a trial whose heartbeat is older than this is stale (its worker died)
 # A candidate that failed on its own: it counts toward --trials (retrying would fail again).
 FAILED_STATUSES = ("diverged", "oom", "timeout", "invalid", "error")
+# The trial system attribute holding the spec (a plain dict); studies written before 2026-12
+# kept it as the user attribute "spec".
+SPEC_ATTR = "nas:spec"
 
 
 def quiet_optuna() -> None:
@@ -131,6 +150,7 @@ def open_search_study(space: SearchSpace, *, storage: BaseStorage, study_name: s
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(names)
         study.set_user_attr("space", space.name)
+        study.set_user_attr("constraints", dict(space.constraints))  # the limits, for the trials' notes
         # Absolute, so that `nas.export` and `nas.train` find the space from any directory.
         study.set_user_attr("space_source", str(Path(space.source).resolve()))
     return study
@@ -153,6 +173,12 @@ def load_existing_study(study_name: str, storage_url: str) -> optuna.Study:
                           key="--study")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.load_study(study_name=study_name, storage=storage)
+
+
+def trial_spec(trial: FrozenTrial) -> dict[str, Any] | None:
+    """The spec a trial recorded, as plain data (None when it recorded none, e.g. an invalid point)."""
+    spec = trial.system_attrs.get(SPEC_ATTR, trial.user_attrs.get("spec"))
+    return spec if isinstance(spec, dict) else None
 
 
 # ----- counting and asking --------------------------------------------------------------------

@@ -5,14 +5,26 @@ The flow of :meth:`TrialRunner.run` (DESIGN.md, "The pipeline"):
 1. ``space.suggest(trial)`` -> a `UNetSpec` (an unbuildable point is recorded FAIL ``invalid``);
 2. a spec already evaluated in the study reuses that trial's values (no training);
 3. the cheap gate (:mod:`nas.gate`); a candidate breaking a constraint is recorded COMPLETE and
-   infeasible with no training step;
+   infeasible with no training step, at the no-skill point (below);
 4. the evaluation, with the early-stopping rule as its rung hook (stopped -> PRUNED);
-5. every metric, the spec YAML and a sample grid go to the trial (user attributes, artifacts).
+5. every metric goes to the trial's user attributes; the sample grid and then the spec YAML go
+   to its artifacts (in that order, so that views picking the first artifact show samples).
 
-The gate and the evaluation are callables given to the runner: the search passes the live ones
-(:meth:`TrialRunner.for_search`), the tabular benchmark passes lookups in its table, and both
-record trials through this one code path.  The runner never tells the study; its caller does,
-with the returned :class:`TrialOutcome`.
+The gate, the evaluation and the no-skill scores are callables given to the runner: the search
+passes the live ones (:meth:`TrialRunner.for_search`), the tabular benchmark passes lookups in
+its table, and both record trials through this one code path.  The runner never tells the study;
+its caller does, with the returned :class:`TrialOutcome`.
+
+An infeasible trial never stores an infinite objective value (optuna-dashboard sends those as
+the strings "inf"/"-inf", and its plots then lose their numeric axes): each objective is the
+gate's measured figure where it has one (params, MACs, throughput when timed), else the no-skill
+score (:mod:`evaluators.no_skill`: the evaluation pipeline run with a network that predicts
+zero), else, for an untimed throughput, 0 images/s.  The trial stays COMPLETE with its
+constraint values, so samplers that read constraints learn from it, and it never enters a front.
+
+The spec is kept as a trial system attribute (:data:`nas.study.SPEC_ATTR`, read back with
+:func:`nas.study.trial_spec`) and as the ``spec.yaml`` artifact, not as a user attribute, which
+the dashboard would show as one unwrapped line of JSON.
 
 Constraint values are written both with ``trial.set_constraint`` (Optuna 5, read by the
 samplers) and as the list system attribute ``constraints`` that optuna-dashboard 0.21 reads
@@ -23,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import math
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import optuna
-from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState
 
 from evaluators.proxy import EvalResult
@@ -41,7 +54,7 @@ from nas.metrics import TRIAL_METRICS
 from nas.pruning import ParetoRungRule, rung_key
 from nas.space import SearchSpace
 from nas.spec import UNetSpec
-from nas.study import FAILED_STATUSES
+from nas.study import FAILED_STATUSES, SPEC_ATTR
 
 if TYPE_CHECKING:
     from evaluators.proxy import EvalContext
@@ -53,6 +66,14 @@ __all__ = ["Evaluate", "RungListener", "TrialOutcome", "TrialRunner"]
 Evaluate = Callable[..., EvalResult]
 # Called with (rung, step, val_loss) after the runner records a rung (Ray reports it to its scheduler).
 RungListener = Callable[[int, int, float], None]
+# no_skill(spec) -> the no-skill scores by metric name (evaluators.no_skill).
+NoSkill = Callable[[UNetSpec], dict[str, float]]
+# A throughput objective of a candidate that was never timed: it processes no images.
+UNTIMED_THROUGHPUT = 0.0
+# Training-loss points kept in a trial's "curve" attribute.
+_CURVE_POINTS = 10
+# The artifacts' media types (optuna-dashboard serves them with these).
+_MIME = {"samples.png": "image/png", "spec.yaml": "text/plain"}  # YAML shown as text, not downloaded
 
 
 @dataclass
@@ -73,6 +94,7 @@ class TrialRunner:
     study: optuna.Study
     gate: Callable[[UNetSpec], GateResult]
     evaluate: Evaluate
+    no_skill: NoSkill
     rule: ParetoRungRule | None = None
     seed: int = 0
     budget_name: str = ""
@@ -84,6 +106,7 @@ class TrialRunner:
                    rule: ParetoRungRule | None = None, on_rung: RungListener | None = None) -> TrialRunner:
         """The search's runner: the timed gate and the proxy evaluator on ``eval_context``'s data,
         artifacts under ``context.artifacts_dir``."""
+        from evaluators.no_skill import no_skill_scores
         from evaluators.proxy import evaluate
 
         context.artifacts_dir.mkdir(parents=True, exist_ok=True)
@@ -94,6 +117,7 @@ class TrialRunner:
             # The gate measured throughput already: the evaluator does not time it again.
             evaluate=functools.partial(evaluate, budget=context.budget, context=eval_context, seed=context.seed,
                                        measure=False),
+            no_skill=functools.partial(no_skill_scores, budget=context.budget, context=eval_context),
             rule=rule, seed=context.seed, budget_name=context.budget_name,
             artifact_store=FileSystemArtifactStore(str(context.artifacts_dir)), on_rung=on_rung)
 
@@ -103,12 +127,21 @@ class TrialRunner:
             spec = self.space.suggest(trial)
         except ConfigError as err:
             return self._fail(trial, "invalid", str(err))
-        trial.set_user_attr("spec", spec.to_dict())
+        trial.storage.set_trial_system_attr(trial._trial_id, SPEC_ATTR, spec.to_dict())
         trial.set_user_attr("spec_digest", spec.digest())
         trial.set_user_attr("budget", self.budget_name)
         trial.set_user_attr("seed", self.seed)
-        self._upload_text(trial, "spec.yaml", spec.to_yaml())
+        # A fresh folder per trial: the evaluation writes samples.png there, then both files go
+        # to the artifact store and the folder is removed.
+        folder = Path(tempfile.mkdtemp(prefix=f"unet-nas-{trial.number}-")) if self.artifact_store is not None else None
+        try:
+            return self._run(trial, spec, folder)
+        finally:
+            if folder is not None:
+                self._upload_artifacts(trial, spec, folder)
+                shutil.rmtree(folder, ignore_errors=True)
 
+    def _run(self, trial: optuna.Trial, spec: UNetSpec, folder: Path | None) -> TrialOutcome:
         earlier = self._find_duplicate(spec, trial.number)
         if earlier is not None:
             return self._reuse(trial, earlier)
@@ -120,22 +153,31 @@ class TrialRunner:
         self._record_gate(trial, gate)
         if not gate.feasible:
             trial.set_user_attr("status", "infeasible")
-            values = [gate.costs.get(o.metric, math.inf if o.direction == "minimize" else -math.inf)
-                      for o in self.space.objectives]
-            return TrialOutcome(TrialState.COMPLETE, [float(v) if v is not None else math.inf for v in values],
-                                "infeasible")
+            return TrialOutcome(TrialState.COMPLETE, self._infeasible_values(spec, gate), "infeasible")
 
-        artifacts = self._artifact_dir(trial) if self.artifact_store is not None else None
-        result = self.evaluate(spec, rung_hook=self._rung_hook(trial), artifacts_dir=artifacts)
+        result = self.evaluate(spec, rung_hook=self._rung_hook(trial), artifacts_dir=folder)
         self._copy_result(trial, result)
         if result.status == "pruned":
             return TrialOutcome(TrialState.PRUNED, None, "pruned", result.reason)
         if result.status in FAILED_STATUSES:
             return self._fail(trial, result.status, result.reason)
-        if artifacts is not None:
-            self._upload_file(trial, artifacts / "samples.png")
         return TrialOutcome(TrialState.COMPLETE, [float(trial.user_attrs[o.metric]) for o in self.space.objectives],
                             "ok")
+
+    def _infeasible_values(self, spec: UNetSpec, gate: GateResult) -> list[float]:
+        """The finite point an infeasible trial is recorded at (see the module docstring)."""
+        no_skill: dict[str, float] | None = None
+        values = []
+        for objective in self.space.objectives:
+            value = gate.costs.get(objective.metric)
+            if value is None or not math.isfinite(value):
+                if objective.metric == "throughput":
+                    value = UNTIMED_THROUGHPUT
+                else:
+                    no_skill = no_skill if no_skill is not None else self.no_skill(spec)
+                    value = no_skill[objective.metric]
+            values.append(float(value))
+        return values
 
     # ----- recording ---------------------------------------------------------------------------
     def _record_gate(self, trial: optuna.Trial, gate: GateResult) -> None:
@@ -168,10 +210,12 @@ class TrialRunner:
         trial.set_user_attr("status", result.status)
         if result.reason:
             trial.set_user_attr("reason", result.reason)
-        # A thinned loss curve (the dashboard truncates long attributes anyway).
+        # The training loss at about ten steps: one attribute line the trial page can show without
+        # widening (the dashboard does not wrap attributes; 25 points made pages 3,000 px wide).
         curve = result.curve
-        stride = max(1, len(curve) // 25)
-        trial.set_user_attr("curve", [[int(s), round(v, 5)] for s, v in curve[::stride]])
+        stride = max(1, math.ceil(len(curve) / _CURVE_POINTS))
+        points = curve[::stride] + ([curve[-1]] if curve and (len(curve) - 1) % stride else [])
+        trial.set_user_attr("curve", [[int(s), round(v, 4)] for s, v in points])
 
     def _find_duplicate(self, spec: UNetSpec, number: int) -> optuna.trial.FrozenTrial | None:
         digest = spec.digest()
@@ -182,7 +226,7 @@ class TrialRunner:
 
     def _reuse(self, trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> TrialOutcome:
         for key, value in earlier.user_attrs.items():
-            if key not in ("spec", "spec_digest"):
+            if key not in ("spec", "spec_digest"):  # "spec": a user attribute in studies before 2026-12
                 trial.set_user_attr(key, value)
         trial.set_user_attr("duplicate_of", earlier.number)
         for key, value in earlier.constraints.items():
@@ -199,18 +243,11 @@ class TrialRunner:
         return TrialOutcome(TrialState.FAIL, None, status, reason)
 
     # ----- artifacts -----------------------------------------------------------------------------
-    def _artifact_dir(self, trial: optuna.Trial) -> Path:
-        return Path(tempfile.gettempdir()) / "unet-nas" / f"{self.study.study_name}-{trial.number}-{trial._trial_id}"
+    def _upload_artifacts(self, trial: optuna.Trial, spec: UNetSpec, folder: Path) -> None:
+        """``samples.png`` (when the evaluation made one), then ``spec.yaml``: a fixed order."""
+        from nas.artifacts import attach_files
 
-    def _upload_text(self, trial: optuna.Trial, name: str, text: str) -> None:
-        if self.artifact_store is None:
-            return
-        path = self._artifact_dir(trial) / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        self._upload_file(trial, path)
-
-    def _upload_file(self, trial: optuna.Trial, path: Path) -> None:
-        if self.artifact_store is not None and path.is_file():
-            upload_artifact(artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial)
+        (folder / "spec.yaml").write_text(spec.to_yaml())
+        attach_files(trial, [(folder / name, _MIME[name]) for name in ("samples.png", "spec.yaml")],
+                     artifact_store=self.artifact_store)
 

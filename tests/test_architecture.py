@@ -28,7 +28,8 @@ ORCHESTRATION = ("nas.search", "nas.backends", "nas.trial_runner", "nas.context"
                  "nas.pruning", "nas.gate", "nas.pareto", "nas.reports", "nas.export", "nas.train")
 NO_TORCH = ("nas.samplers", "nas.front", "nas.metrics", "nas.errors", "nas.io")
 # Optuna has no public name for these; each is imported by exactly one of our modules.
-THIRD_PARTY_PRIVATE = {"optuna._hypervolume": "nas.front", "optuna.storages._heartbeat": "nas.study"}
+THIRD_PARTY_PRIVATE = {"optuna._hypervolume": "nas.front", "optuna.storages._heartbeat": "nas.study",
+                       "optuna.artifacts._upload": "nas.artifacts"}
 
 
 @dataclass(frozen=True)

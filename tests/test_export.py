@@ -18,6 +18,7 @@ from nas.export.__main__ import main
 from nas.pareto import candidate_trials, knee_trial
 from nas.search.__main__ import main as search_main
 from nas.spec import LevelSpec, UNetSpec
+from nas.study import trial_spec
 
 TINY = Path(__file__).parent / "data" / "tiny.yaml"
 
@@ -53,7 +54,7 @@ def test_round_trip_knee_and_trial(searched: Path, tmp_path: Path) -> None:
     for pick, trial in (("knee", knee), (f"trial:{other.number}", other)):
         path = tmp_path / f"{pick.replace(':', '')}.yaml"
         data = export(searched, path, "--pick", pick)
-        assert data["spec"] == trial.user_attrs["spec"]
+        assert data["spec"] == trial_spec(trial)
         assert data["provenance"]["trial"] == trial.number
         assert data["provenance"]["space"] == "tiny" and data["provenance"]["budget"] == "tiny"
         assert data["provenance"]["storage"] == storage(searched) and "exported_at" in data["provenance"]

@@ -21,7 +21,7 @@ from nas.reports import write_reports
 from nas.samplers import sampler_names
 from nas.search import SearchSettings, run_search
 from nas.search.__main__ import main
-from nas.study import finished_trials
+from nas.study import finished_trials, trial_spec
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # read when Ray starts: no token for test clusters
 
@@ -78,7 +78,8 @@ class TestLocalRay:
         assert study.metric_names == OBJECTIVES
         for t in study.trials:
             attrs = t.user_attrs
-            assert {"spec", "spec_digest", "params", "macs", "budget", "seed", "status", "feasible"} <= set(attrs)
+            assert {"spec_digest", "params", "macs", "budget", "seed", "status", "feasible"} <= set(attrs)
+            assert trial_spec(t) is not None
             assert attrs["ray_attempts"] == 1 and attrs["ray_node_id"] and ":" in attrs["ray_host"]
             if t.state == TrialState.COMPLETE:
                 assert len(t.values) == 3

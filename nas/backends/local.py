@@ -39,6 +39,7 @@ def worker_loop(context: RunContext, job: SearchJob, worker: int = 0, threads: i
     import torch
 
     from evaluators.proxy import EvalContext
+    from nas.notes import write_trial_note
     from nas.pruning import ParetoRungRule
     from nas.trial_runner import TrialRunner
 
@@ -67,6 +68,7 @@ def worker_loop(context: RunContext, job: SearchJob, worker: int = 0, threads: i
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
         study.tell(trial, outcome.values, state=outcome.state)
+        write_trial_note(study, trial.number)
         done += 1
         if progress is not None:
             progress(count(study))

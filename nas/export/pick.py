@@ -77,6 +77,7 @@ def pick_trial(study: optuna.Study, pick: Pick, *,
 
     from nas.front import broken_constraints, is_feasible
     from nas.pareto import candidate_trials, front_of, front_trials, knee_trial
+    from nas.study import trial_spec
 
     where = where or []
     everything = study.get_trials(deepcopy=False)
@@ -97,7 +98,7 @@ def pick_trial(study: optuna.Study, pick: Pick, *,
             broken = broken_constraints({k: v for k, v in trial.constraints.items() if not k.isdigit()})
             raise ConfigError(f"trial {pick.arg} is infeasible (constraint excess: {broken or trial.constraints})",
                               key="--pick")
-        if "spec" not in trial.user_attrs:
+        if trial_spec(trial) is None:
             raise ConfigError(f"trial {pick.arg} recorded no spec", key="--pick")
         if not filter_trials([trial], where, known):
             raise ConfigError(f"trial {pick.arg} does not pass --where {', '.join(map(str, where))}", key="--where")

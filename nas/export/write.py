@@ -66,11 +66,12 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, *, storage_url: str, o
     """Write ``trial`` of ``study`` in format ``fmt`` to ``out``; returns what was written."""
     from nas.model_io import write_model_yaml
     from nas.spec import UNetSpec
+    from nas.study import trial_spec
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; expected one of {list(FORMATS)}", key="--format")
     attrs = trial.user_attrs
-    spec = UNetSpec.from_dict(attrs["spec"], source=f"trial {trial.number}")
+    spec = UNetSpec.from_dict(trial_spec(trial), source=f"trial {trial.number}")
     names = study.metric_names or []
     metrics = {k: attrs[k] for k in METRICS if attrs.get(k) is not None}
     metrics["status"] = attrs.get("status")

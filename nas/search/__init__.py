@@ -11,7 +11,6 @@ run is the backend's business (:mod:`nas.backends`); this module resolves the ru
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 from nas.backends import Backend, SearchJob, make_backend
 from nas.context import RunContext, check_budget_name
 from nas.errors import ConfigError
+from nas.search.progress import SearchProgress
 from nas.study import StudyCounts, count, quiet_optuna
 
 __all__ = ["SearchOutcome", "SearchSettings", "run_search"]
@@ -67,31 +67,15 @@ class SearchOutcome:
         return self.context.dashboard_command()
 
 
-def _progress_bar(total: int, initial: StudyCounts):  # noqa: ANN202 - (tqdm bar, update function)
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, initial=min(initial.finished, total), unit="trial", dynamic_ncols=True,
-               desc="search", file=sys.stderr)
-    bar.set_postfix(front=initial.front)
-
-    def update(counts: StudyCounts) -> None:
-        bar.n = min(counts.finished, total)
-        bar.set_postfix(front=counts.front, running=counts.running)
-        bar.refresh()
-
-    return bar, update
-
-
 def run_search(settings: SearchSettings, *, backend: Backend | None = None, progress: bool = True) -> SearchOutcome:
     """Run the search, then write the reports and the dashboard note; returns how it ended.
 
     ``backend`` replaces the one ``settings.backend`` names (tests pass a configured one).
     Every input error is a :class:`ConfigError` raised before any trial starts (and, for Ray,
-    before Ray starts).  ``progress`` shows a progress bar on stderr.
+    before Ray starts).  ``progress`` shows the progress on stderr (:mod:`nas.search.progress`).
     """
-    import optuna_dashboard
-
-    from nas.reports import summary_markdown, write_reports
+    from nas.notes import write_notes
+    from nas.reports import write_reports
     from nas.space import load_space
 
     if settings.trials < 1:
@@ -110,15 +94,14 @@ def run_search(settings: SearchSettings, *, backend: Backend | None = None, prog
         context = RunContext.resolve(space=space, budget=settings.budget, device=device, storage=settings.storage,
                                      study_name=settings.study_name, out=settings.out, seed=settings.seed)
         study = context.open_study(settings.sampler)
-        bar, update = _progress_bar(settings.trials, count(study)) if progress else (None, None)
+        shown = SearchProgress(settings.trials, count(study)) if progress else None
         try:
-            run = backend.run(context, job, progress=update)
+            run = backend.run(context, job, progress=shown.update if shown else None)
         finally:
-            if bar is not None:
-                bar.close()
+            if shown is not None:
+                shown.close()
     reports = write_reports(study, context.results_dir)
-    summary = summary_markdown(study)
-    optuna_dashboard.save_note(study, summary)
+    summary = write_notes(study)  # the study's and every trial's dashboard note
     exit_code = 1 if run.failure else 130 if run.interrupted else 0
     return SearchOutcome(exit_code=exit_code, context=context, counts=count(study), summary=summary,
                          reports=reports, interrupted=run.interrupted, failure=run.failure, notes=run.notes)

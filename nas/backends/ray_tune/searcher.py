@@ -189,8 +189,11 @@ class StudySearcher(Searcher):
         self.told = {k: TrialState[v] for k, v in data["told"].items()}
 
     def _tell(self, trial: optuna.Trial, values: list[float] | None, state: TrialState) -> None:
+        from nas.notes import write_trial_note
+
         try:
             self.study.tell(trial, values, state=state)
+            write_trial_note(self.study, trial.number)
         except optuna.exceptions.UpdateFinishedTrialError:
             # Another process sharing the study failed it as stale (its heartbeat lagged); it is
             # recorded already, and a search must not stop over it.
