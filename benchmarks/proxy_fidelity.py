@@ -154,11 +154,11 @@ def run_job(job: Job, spec_yaml: str, budget_name: str) -> dict[str, Any]:
 def worker_threads(size: Size) -> int:
     """Torch threads per worker.  Never more threads than cores in all: oversubscribed OpenMP
     threads spin against each other, and slowed a smoke evaluation 8x on this 2-core machine."""
-    from evaluators.device import cpu_threads_per_worker
+    from evaluators.contention import core_share
 
     if size.threads:
         return size.threads
-    return cpu_threads_per_worker(size.workers) if size.device == "cpu" else 1
+    return core_share(size.workers) if size.device == "cpu" else 1
 
 
 def run_all(jobs: list[Job], specs: list[Any], size: Size, data: dict[str, Any], log: Path) -> dict[str, dict]:

@@ -11,7 +11,7 @@ import json
 import sys
 
 from evaluators.budget import DEFAULT_BUDGETS
-from nas.cli import ArgumentParser, run_cli
+from nas.cli import ArgumentParser, positive_int, run_cli
 
 __all__ = ["build_parser", "main"]
 
@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "or torchvision:cifar10 (default: the space's, else mnist)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="torch CPU threads (default: chosen from the cores other processes leave free)")
     parser.add_argument("--no-fid", action="store_true", help="skip the FID proxy")
     parser.add_argument("--artifacts", default=None, help="directory for samples.png")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -41,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     result = evaluate_spec_file(args.config, budget=args.budget, space=args.space, dataset=args.dataset,
-                                device=args.device, seed=args.seed, fid=not args.no_fid, artifacts=args.artifacts)
+                                device=args.device, seed=args.seed, fid=not args.no_fid, artifacts=args.artifacts,
+                                threads=args.threads)
     data = result.to_dict()
     if args.json:
         print(json.dumps(data))
@@ -49,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         for key in ("status", "reason", *(name for name in METRICS if name in data)):
             value = data[key]
             print(f"{key:>18}: {value:.6g}" if isinstance(value, float) else f"{key:>18}: {value}")
-    return 0 if result.status in ("ok", "pruned") else 1
+    if result.status not in ("ok", "pruned"):
+        print(f"candidate {result.status}: {result.reason}", file=sys.stderr)  # the JSON has it too
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -16,6 +16,12 @@ from nas.errors import ConfigError, close_match_hint
 __all__ = ["DEFAULT_BUDGETS", "Budget", "default_budget_name", "parse_budget", "parse_budgets"]
 
 
+# Far above any real budget: larger values are typos that would exhaust memory or never end.
+_MAXIMA: dict[str, float] = {"steps": 10**8, "batch_size": 65_536, "fid_samples": 1_000_000, "sample_steps": 10_000,
+                             "warmup_steps": 10**8, "val_images": 1_000_000, "val_timesteps": 10_000,
+                             "throughput_batch": 65_536, "timing_repeat_s": 60.0}
+
+
 @dataclass(frozen=True)
 class Budget:
     """The fixed training-and-scoring recipe for one candidate.
@@ -35,7 +41,11 @@ class Budget:
         val_images: held-out images in the validation loss.
         val_timesteps: size of the fixed timestep grid of the validation loss.
         throughput_batch: batch size of the throughput measurement.
-        time_limit_s: wall-clock cap of one evaluation; past it the candidate is ``timeout``.
+        timing_repeat_s: the shortest timed repeat of the throughput measurement, in seconds (a
+            short burst elsewhere on the machine then spoils one repeat, not the figure).
+        time_limit_s: cap of one evaluation's own compute (CPU seconds per thread on the CPU, wall
+            seconds on CUDA; :func:`evaluators.contention.compute_clock`); past it the candidate is
+            ``timeout``, so a busy machine alone does not time a candidate out.
     """
 
     steps: int = 100
@@ -51,6 +61,7 @@ class Budget:
     val_images: int = 96
     val_timesteps: int = 8
     throughput_batch: int = 32
+    timing_repeat_s: float = 0.05
     time_limit_s: float = 600.0
 
     def __post_init__(self) -> None:
@@ -73,10 +84,14 @@ class Budget:
                 ok = ok and isinstance(value, int)
             if not ok:
                 raise ConfigError(f"expected {expected.__name__}, got {value!r}", key=f.name)
+            if value != value or value in (float("inf"), float("-inf")):  # NaN or infinity
+                raise ConfigError(f"expected a finite number, got {value!r}", key=f.name)
             if value < 0 or (value == 0 and f.name in {"steps", "batch_size", "sample_steps",
                                                        "val_images", "val_timesteps",
                                                        "throughput_batch", "time_limit_s"}):
                 raise ConfigError(f"expected a positive value, got {value!r}", key=f.name)
+            if value > _MAXIMA.get(f.name, float("inf")):
+                raise ConfigError(f"expected at most {_MAXIMA[f.name]:,}, got {value!r}", key=f.name)
         if self.ema_decay >= 1:
             raise ConfigError(f"expected a value below 1, got {self.ema_decay!r}", key="ema_decay")
         if self.fid_samples == 1:
@@ -134,7 +149,7 @@ def default_budget_name(device_type: str) -> str:
 # gpu is a real proxy on one modern GPU.
 DEFAULT_BUDGETS: dict[str, Budget] = {
     "smoke": Budget(steps=4, batch_size=8, fid_samples=32, sample_steps=4, warmup_steps=1,
-                    val_images=32, val_timesteps=4, throughput_batch=8, time_limit_s=120.0),
+                    val_images=32, val_timesteps=4, throughput_batch=8, timing_repeat_s=0.01, time_limit_s=120.0),
     "cpu": Budget(),
     "gpu": Budget(steps=3000, batch_size=128, fid_samples=2048, sample_steps=25, lr=1e-3,
                   warmup_steps=200, ema_decay=0.999, val_images=1000, val_timesteps=10,

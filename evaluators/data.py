@@ -39,7 +39,8 @@ from evaluators.datasets import (
 )
 from nas.errors import ConfigError, close_match_hint
 
-__all__ = ["DATASETS", "ImageData", "dataset_names", "load_dataset", "register_dataset", "to_model_range"]
+__all__ = ["DATASETS", "ImageData", "check_dataset", "dataset_names", "load_dataset", "register_dataset",
+           "to_model_range"]
 
 SourceLoader = Callable[..., RawImages]  # (name, *, image_size, channels) -> RawImages
 
@@ -96,6 +97,14 @@ def register_dataset(name: str, loader: SourceLoader, *, overwrite: bool = False
 def dataset_names() -> list[str]:
     """The registered dataset names (paths to folders and .npz files are accepted too)."""
     return sorted(DATASETS)
+
+
+def check_dataset(name: str) -> None:
+    """Raise the :class:`ConfigError` that :func:`load_dataset` would for an unknown name or a
+    missing path, without loading anything (callers locate it: the file and key it came from)."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"expected a dataset name or path, got {name!r}")
+    _resolve(name)
 
 
 def _looks_like_path(name: str) -> bool:

@@ -10,7 +10,6 @@ what modern diffusion training on GPUs does; on the CPU, float32 is faster and r
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
 
 import torch
@@ -18,18 +17,18 @@ from torch import Tensor, nn
 
 from nas.errors import ConfigError, close_match_hint
 
-__all__ = ["DEVICE_TYPES", "Precision", "cpu_threads_per_worker", "empty_cache", "pick_device", "resolve_device",
-           "synchronize"]
+__all__ = ["DEVICE_TYPES", "Precision", "empty_cache", "pick_device", "resolve_device", "synchronize"]
 
 # Device types the evaluator knows how to synchronise and measure memory on.
 DEVICE_TYPES = ("cpu", "cuda")
 
 
-def resolve_device(device: torch.device | str) -> torch.device:
+def resolve_device(device: torch.device | str, *, key: str = "device") -> torch.device:
     """Parse and check an evaluation device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...).
 
-    Raises :class:`~nas.errors.ConfigError` for names torch does not parse, for device types
-    other than :data:`DEVICE_TYPES`, and for CUDA devices this machine does not have.
+    Raises :class:`~nas.errors.ConfigError` (keyed ``key``: ``--device`` where a flag gave it) for
+    names torch does not parse, for device types other than :data:`DEVICE_TYPES`, and for CUDA
+    devices this machine does not have.
     """
     valid = f"expected one of {list(DEVICE_TYPES)} (optionally with an index, e.g. 'cuda:0')"
     if isinstance(device, torch.device):
@@ -39,38 +38,31 @@ def resolve_device(device: torch.device | str) -> torch.device:
             dev = torch.device(str(device))
         except (RuntimeError, ValueError):
             hint = close_match_hint(str(device), DEVICE_TYPES)
-            raise ConfigError(f"unknown device {device!r}{hint}; {valid}", key="device") from None
+            raise ConfigError(f"unknown device {device!r}{hint}; {valid}", key=key) from None
     if dev.type not in DEVICE_TYPES:
         hint = close_match_hint(dev.type, DEVICE_TYPES)
-        raise ConfigError(f"unsupported device {str(dev)!r}{hint}; {valid}", key="device")
+        raise ConfigError(f"unsupported device {str(dev)!r}{hint}; {valid}", key=key)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(
                 f"device {str(dev)!r} requested but CUDA is not available "
                 f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}); "
-                "use device='cpu' or run on a machine with a GPU", key="device")
+                "use device='cpu' or run on a machine with a GPU", key=key)
         count = torch.cuda.device_count()
         index = torch.cuda.current_device() if dev.index is None else dev.index
         if index >= count:
             raise ConfigError(
                 f"device {str(dev)!r} requested but only {count} CUDA device(s) exist "
-                f"(valid: {[f'cuda:{i}' for i in range(count)]})", key="device")
+                f"(valid: {[f'cuda:{i}' for i in range(count)]})", key=key)
         dev = torch.device("cuda", index)  # explicit index: memory stats and sync need one
     return dev
 
 
-def pick_device(device: str | torch.device = "auto") -> torch.device:
+def pick_device(device: str | torch.device = "auto", *, key: str = "device") -> torch.device:
     """``auto`` is CUDA when available, else the CPU; other names are checked by :func:`resolve_device`."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return resolve_device(device)
-
-
-def cpu_threads_per_worker(workers: int) -> int:
-    """Torch CPU threads for each of ``workers`` processes sharing this machine: an equal share of
-    the cores.  Torch's default of a thread per core in every process oversubscribes the cores,
-    and on 2 cores two such processes slowed each other about eightfold."""
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+    return resolve_device(device, key=key)
 
 
 def synchronize(device: torch.device) -> None:

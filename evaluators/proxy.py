@@ -32,9 +32,10 @@ from typing import Any
 import torch
 
 from evaluators.budget import Budget
+from evaluators.contention import compute_clock, timing_threads
 from evaluators.device import Precision, empty_cache, pick_device, synchronize
 from evaluators.heldout import NOISE_SEED, HeldOutProbe
-from evaluators.throughput import measure_throughput, sampling_cost
+from evaluators.throughput import timing_figures
 from evaluators.training import RungHook, TrainOutcome, TrainState, is_oom, train
 from nas.diffusion import GaussianDiffusion
 from nas.errors import ConfigError
@@ -163,14 +164,15 @@ def evaluate(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int 
              artifacts_dir=artifacts_dir, compile_model=compile_model, measure=measure, started=started)
     except (ConfigError, ValueError) as err:
         if result.status == "ok":
-            result.status, result.reason = "invalid", str(err)
+            result.status, result.reason = "invalid", _first_line(err)
     except Exception as err:  # noqa: BLE001 - a bad candidate must never stop the search
         if is_oom(err):
-            result.status, result.reason = "oom", f"out of memory: {str(err).splitlines()[0]}"
+            result.status, result.reason = "oom", f"out of memory: {_first_line(err)}"
         else:
             frame = traceback.extract_tb(err.__traceback__)[-1]
             result.status = "error"
-            result.reason = f"{type(err).__name__}: {err} ({Path(frame.filename).name}:{frame.lineno})"
+            # The first line only: torch appends its C++ stack to many messages.
+            result.reason = f"{type(err).__name__}: {_first_line(err)} ({Path(frame.filename).name}:{frame.lineno})"
     finally:
         empty_cache(device)
     result.eval_seconds = time.perf_counter() - started
@@ -178,6 +180,11 @@ def evaluate(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int 
     result.overhead_seconds = max(0.0, result.eval_seconds - productive)
     result.overhead_fraction = result.overhead_seconds / result.eval_seconds if result.eval_seconds else 0.0
     return result
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def _check_data(spec: UNetSpec, data: Any) -> None:
@@ -199,7 +206,9 @@ def _run(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int, run
     t0 = time.perf_counter()
     result.macs = count_macs(spec)  # cached when the search's gate counted it already
     result.timing_seconds += time.perf_counter() - t0
-    deadline = started + budget.time_limit_s
+    # The cap counts the evaluation's own compute, so a busy machine alone does not time it out.
+    clock = compute_clock(device)
+    deadline = clock() + budget.time_limit_s
 
     batch_size = budget.batch_size
     for attempt in range(2):  # out of memory: retry once at half the batch
@@ -223,7 +232,7 @@ def _run(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int, run
                                             timesteps=budget.val_timesteps, diffusion_steps=spec.diffusion_steps)
             outcome = train(state, diffusion, data.train, budget=budget, device=device, precision=precision,
                             batch_size=batch_size,
-                            deadline=deadline, probe=rung_probe, rung_hook=rung_hook,
+                            deadline=deadline, clock=clock, probe=rung_probe, rung_hook=rung_hook,
                             curve_every=max(1, budget.steps // 200))
             break
         except Exception as err:
@@ -239,8 +248,8 @@ def _run(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int, run
                                                        precision=precision)
     if outcome.status == "pruned" or context.reference is None or budget.fid_samples == 0:
         return
-    if time.perf_counter() > deadline:
-        result.status, result.reason = "timeout", "wall-clock cap reached before the FID proxy"
+    if clock() > deadline:
+        result.status, result.reason = "timeout", "compute-time cap reached before the FID proxy"
         return
     sample_and_score(spec, budget=budget, context=context, diffusion=diffusion, model=state.ema.model, result=result,
                      artifacts_dir=artifacts_dir)
@@ -257,14 +266,12 @@ def _record_training(outcome: TrainOutcome, result: EvalResult, batch_size: int)
 def _measure(model: torch.nn.Module, spec: UNetSpec, budget: Budget, device: torch.device,
              result: EvalResult) -> None:
     t0 = time.perf_counter()
-    report = measure_throughput(model, input_shape=(spec.in_channels, spec.image_size, spec.image_size),
-                                batch_size=budget.throughput_batch, device=device,
-                                dtype=result.dtype, repeats=5, warmup=1)
-    result.throughput = report.images_per_s
-    result.throughput_spread = list(report.images_per_s_spread)
-    result.latency_ms = report.latency_ms
-    result.peak_mem_mb = report.peak_mem_mb
-    result.sample_seconds = sampling_cost(report, steps=budget.sample_steps)["seconds_per_image"]
+    figures = timing_figures(model, input_shape=(spec.in_channels, spec.image_size, spec.image_size),
+                             batch_size=budget.throughput_batch, sample_steps=budget.sample_steps, device=device,
+                             dtype=result.dtype, num_threads=timing_threads(device),
+                             min_repeat_s=budget.timing_repeat_s)
+    for key in ("throughput", "throughput_spread", "latency_ms", "peak_mem_mb", "sample_seconds"):
+        setattr(result, key, figures[key])
     result.timing_seconds += time.perf_counter() - t0
 
 

@@ -19,21 +19,39 @@ __all__ = ["evaluate_spec_file"]
 
 def evaluate_spec_file(config: str | Path, *, budget: str = "cpu", space: str | None = None,
                        dataset: str | None = None, device: str = "auto", seed: int = 0, fid: bool = True,
-                       artifacts: str | Path | None = None) -> EvalResult:
-    """Train and score the spec in ``config`` once; input errors are :class:`ConfigError`."""
+                       artifacts: str | Path | None = None, threads: int | None = None) -> EvalResult:
+    """Train and score the spec in ``config`` once; input errors are :class:`ConfigError`.
+
+    ``threads`` fixes torch's CPU threads; by default they are chosen from the cores other
+    processes leave free (:func:`evaluators.contention.choose_threads`).
+    """
+    import torch
+
+    from evaluators.contention import choose_threads
+    from evaluators.data import check_dataset
     from nas.spec import UNetSpec
 
-    path = str(config)
-    spec = UNetSpec.from_yaml(path if path.endswith((".yaml", ".yml")) else path + ".yaml")
+    path = Path(config)
+    if not path.exists() and not path.suffix:  # `--config spec` for spec.yaml
+        path = path.with_suffix(".yaml")
+    spec = UNetSpec.from_yaml(path)
     budgets, default_dataset = dict(DEFAULT_BUDGETS), "mnist"
     if space:
         from nas.space import load_space
 
         loaded = load_space(space, check_constraints=False)
         budgets, default_dataset = loaded.budgets, loaded.data.dataset
+    try:
+        check_dataset(dataset or default_dataset)
+    except ConfigError as err:
+        where = {"key": "--dataset"} if dataset else {"key": "data.dataset", "source": space}
+        raise ConfigError(err.message, **where) from None
     if budget not in budgets:
         raise ConfigError(f"unknown budget {budget!r}{close_match_hint(budget, budgets)}; valid budgets are "
                           f"{list(budgets)}", key="--budget")
+    torch.set_num_threads(choose_threads(requested=threads))
+    from evaluators.device import pick_device
+
     context = EvalContext.load(dataset=dataset or default_dataset, image_size=spec.image_size,
-                               channels=spec.in_channels, device=device, seed=0, fid=fid)
+                               channels=spec.in_channels, device=pick_device(device, key="--device"), seed=0, fid=fid)
     return evaluate(spec, budget=budgets[budget], context=context, seed=seed, artifacts_dir=artifacts)

@@ -96,15 +96,16 @@ def rung_steps(budget: Budget) -> list[int]:
 
 def train(state: TrainState, diffusion: GaussianDiffusion, images: Tensor, *, budget: Budget,
           device: torch.device, precision: Precision, batch_size: int | None = None, deadline: float | None = None,
-          probe: HeldOutProbe | None = None, rung_hook: RungHook | None = None,
-          until_step: int | None = None, curve_every: int = 1) -> TrainOutcome:
+          clock: Callable[[], float] = time.perf_counter, probe: HeldOutProbe | None = None,
+          rung_hook: RungHook | None = None, until_step: int | None = None, curve_every: int = 1) -> TrainOutcome:
     """Train ``state.model`` from ``state.step`` to ``until_step`` (default ``budget.steps``).
 
     ``images`` stay on the CPU; each batch moves to ``device`` in ``precision``'s layout, and
-    forward passes run under its autocast.  ``deadline`` is a
-    ``time.perf_counter()`` value past which the run stops with ``timeout``.  Rung hooks run only
-    when both ``probe`` and ``rung_hook`` are given.  Out-of-memory errors propagate (the caller
-    decides whether to retry at a smaller batch); nothing else does.
+    forward passes run under its autocast.  ``deadline`` is a ``clock()`` value past which the run
+    stops with ``timeout`` (:func:`evaluators.contention.compute_clock` counts only its own
+    compute).  Rung hooks run only when both ``probe`` and ``rung_hook`` are given.
+    Out-of-memory errors propagate (the caller decides whether to retry at a smaller batch);
+    nothing else does.
     """
     outcome = TrainOutcome(steps=state.step)
     batch_size = batch_size or budget.batch_size
@@ -112,8 +113,8 @@ def train(state: TrainState, diffusion: GaussianDiffusion, images: Tensor, *, bu
     rungs = rung_steps(budget) if (probe is not None and rung_hook is not None) else []
     model = state.model.train()
     while state.step < end:
-        if deadline is not None and time.perf_counter() > deadline:
-            outcome.status, outcome.reason = "timeout", f"wall-clock cap reached after {state.step} steps"
+        if deadline is not None and clock() > deadline:
+            outcome.status, outcome.reason = "timeout", f"compute-time cap reached after {state.step} steps"
             break
         started = time.perf_counter()
         x0 = precision.prepare_batch(state.next_batch(images, batch_size).to(device, non_blocking=True))

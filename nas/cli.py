@@ -4,7 +4,8 @@
 * :class:`HelpFormatter`: ``--help`` shows defaults (except None/False, whose help says what happens);
 * :func:`positive_int`, :func:`positive_float`: argparse types with one-line messages;
 * :func:`run_cli`: decorates a ``main``: bad input of any kind (a :class:`~nas.errors.ConfigError`
-  or a bad flag) is one line on stderr and exit code 2, never a traceback or a usage block;
+  or a bad flag) is one line on stderr and exit code 2, never a traceback or a usage block; an
+  internal error (a bug) is one line and exit code 1, with the traceback written to a file;
 * :func:`configure_logging`: library modules log through :mod:`logging`; a command shows those
   lines plainly on stderr.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -84,8 +86,24 @@ def run_cli(main: F) -> F:
         except BadFlag as err:
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
+        except Exception as err:  # noqa: BLE001 - a bug: one line for the user, the details in a file
+            path = _write_traceback(err)
+            print(f"error: internal error, {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''} "
+                  f"(the traceback is in {path}; please report it)", file=sys.stderr)
+            raise SystemExit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _write_traceback(err: BaseException) -> str:
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix="unet-nas-error-", suffix=".txt")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"{' '.join(sys.argv)}\n\n")
+        traceback.print_exception(type(err), err, err.__traceback__, file=fh)
+    return path
 
 
 def configure_logging(level: int = logging.INFO) -> None:

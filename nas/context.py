@@ -34,6 +34,16 @@ if TYPE_CHECKING:
 __all__ = ["RunContext", "check_budget_name", "dashboard_executable"]
 
 
+def _check_dataset(space: SearchSpace) -> None:
+    """An unknown dataset fails here, naming the space file and ``data.dataset``, not in a worker."""
+    from evaluators.data import check_dataset
+
+    try:
+        check_dataset(space.data.dataset)
+    except ConfigError as err:
+        raise ConfigError(err.message, key="data.dataset", source=space.source) from None
+
+
 def dashboard_executable() -> str:
     """The ``optuna-dashboard`` script installed beside this Python, else the one on ``PATH``."""
     beside = Path(sys.executable).with_name("optuna-dashboard")
@@ -79,6 +89,7 @@ class RunContext:
             from nas.space import load_space
 
             space = load_space(space)
+        _check_dataset(space)
         dev = device if isinstance(device, torch.device) else pick_device(device)
         budget_name = budget or default_budget_name(dev.type)
         check_budget_name(space, budget_name)

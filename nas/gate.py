@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from evaluators.budget import Budget
+from evaluators.contention import timing_threads
 from evaluators.device import Precision
-from evaluators.throughput import measure_throughput, sampling_cost
+from evaluators.throughput import timing_figures
 from nas.front import constraints_met
 from nas.spec import UNetSpec
 
@@ -66,7 +67,8 @@ def static_costs(spec: UNetSpec) -> dict[str, Any]:
 @dataclass(frozen=True)
 class ThroughputTiming:
     """Times a freshly built network as the ``throughput`` metric defines (median of 5 repeats
-    after warm-up, synchronised), in the run's precision."""
+    after warm-up, synchronised, contended repeats left out), in the run's precision, on the CPU
+    with one thread (:mod:`evaluators.contention`)."""
 
     budget: Budget
     device: torch.device
@@ -78,18 +80,12 @@ class ThroughputTiming:
 
         model = build_unet(spec)
         started = time.perf_counter()
-        report = measure_throughput(model, input_shape=(spec.in_channels, spec.image_size, spec.image_size),
-                                    batch_size=self.budget.throughput_batch, device=self.device,
-                                    dtype=self.precision.dtype_name, repeats=5, warmup=1)
-        return {
-            "throughput": report.images_per_s,
-            "latency_ms": report.latency_ms,
-            "peak_mem_mb": report.peak_mem_mb,
-            "throughput_spread": list(report.images_per_s_spread),
-            "sample_seconds": sampling_cost(report, steps=self.budget.sample_steps)["seconds_per_image"],
-            # The throughput objective's measurement: candidate compute, not search overhead.
-            "gate_timing_seconds": time.perf_counter() - started,
-        }
+        figures = timing_figures(model, input_shape=(spec.in_channels, spec.image_size, spec.image_size),
+                                 batch_size=self.budget.throughput_batch, sample_steps=self.budget.sample_steps,
+                                 device=self.device, dtype=self.precision.dtype_name,
+                                 num_threads=timing_threads(self.device), min_repeat_s=self.budget.timing_repeat_s)
+        # The throughput objective's measurement: candidate compute, not search overhead.
+        return {**figures, "gate_timing_seconds": time.perf_counter() - started}
 
 
 def run_gate(spec: UNetSpec, *, space: SearchSpace, static: CostFn = static_costs, timing: CostFn,

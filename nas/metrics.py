@@ -37,7 +37,7 @@ class Metric:
     meaning: str
     direction: str | None = None
     objective: bool = False  # may be a search objective (and a constraint's metric)
-    source: str = "evaluator"  # "gate" or "evaluator"
+    source: str = "evaluator"  # "gate", "evaluator", or "search" (set by the backend)
     kind: str = "number"  # "number" or "label"
     per_trial: bool = True  # copied into every trial's user attributes
     in_report: bool = False  # a column of trials.csv / pareto.csv
@@ -76,6 +76,14 @@ _ALL = (
     Metric("setup_seconds", "s", "once-per-process data, FID reference and floor loading", per_trial=False),
     Metric("gate_timing_seconds", "s", "time of the gate's throughput measurement (candidate compute)",
            source="gate"),
+    Metric("throughput_raw", "images/s", "throughput's median over every timing repeat, contended ones included",
+           source="gate"),
+    Metric("contended_repeats", "repeats", "timing repeats left out as contended (slower than 1.25x the fastest)",
+           source="gate"),
+    Metric("timing_threads", "threads", "torch CPU threads of the timing (one on the CPU; none on CUDA)",
+           source="gate"),
+    Metric("torch_threads", "threads", "torch CPU threads the candidate trained with (the thread policy)",
+           source="search", per_trial=False),
     Metric("device", "", "the device the candidate was trained and timed on", kind="label"),
     Metric("dtype", "", "the compute dtype of training and timing (bfloat16 autocast on CUDA)", kind="label"),
     Metric("feature_kind", "", "the feature space of the FID proxy (classifier, random or inception)",

@@ -121,13 +121,10 @@ def write_model_yaml(path: str | Path, spec: UNetSpec, *, header: str = "",
 
 def read_model_yaml(path: str | Path) -> tuple[UNetSpec, dict[str, Any]]:
     """The spec (top level or under ``spec:``) and the whole mapping of a model YAML file."""
+    from nas.readers import read_yaml
+
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise ConfigError(f"cannot read file: {err.strerror}", source=str(path)) from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"YAML syntax error: {str(err).splitlines()[0]}", source=str(path)) from None
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping with a spec", source=str(path))
     raw = data["spec"] if isinstance(data.get("spec"), dict) else {

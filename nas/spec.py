@@ -77,7 +77,9 @@ class FieldRule:
         return f"in [{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
 
 
-_COUNT = FieldRule(int, low=1)  # sizes and counts: a positive integer
+# Sizes and counts: positive integers, bounded far above any U-Net a search builds so that an
+# absurd value (1e30 channels) is refused here with its key, before it reaches torch.
+_WIDTH = FieldRule(int, low=1, high=4096)
 
 # The one table of per-field rules, read by both dataclasses and by the space loader (which
 # checks every value a decision can take against it).  ``levels`` is the number of levels.
@@ -90,24 +92,24 @@ FIELD_RULES: dict[str, FieldRule] = {
     "se": FieldRule(bool),
     "attention": FieldRule(str, choices=ATTENTION_TYPES),
     # UNetSpec
-    "image_size": _COUNT,
-    "in_channels": _COUNT,
-    "base_channels": _COUNT,
+    "image_size": FieldRule(int, low=1, high=4096),
+    "in_channels": FieldRule(int, low=1, high=64),
+    "base_channels": _WIDTH,
     "levels": FieldRule(int, low=1, high=MAX_LEVELS),
     "mid_attention": FieldRule(str, choices=ATTENTION_TYPES),
-    "head_channels": _COUNT,
-    "expansion": _COUNT,
-    "se_reduction": _COUNT,
+    "head_channels": _WIDTH,
+    "expansion": FieldRule(int, low=1, high=64),
+    "se_reduction": FieldRule(int, low=1, high=1024),
     "skip_fusion": FieldRule(str, choices=SKIP_FUSIONS),
     "time_conditioning": FieldRule(str, choices=TIME_CONDITIONINGS),
     "resample": FieldRule(str, choices=RESAMPLES),
-    "norm_groups": _COUNT,
+    "norm_groups": _WIDTH,
     # Dropout of 1 would zero every residual branch; any p < 1 is a working network.
     "dropout": FieldRule(float, low=0, high=1, high_open=True),
     "prediction": FieldRule(str, choices=PREDICTIONS),
     "variance": FieldRule(str, choices=VARIANCES),
     "schedule": FieldRule(str, choices=SCHEDULES),
-    "diffusion_steps": _COUNT,
+    "diffusion_steps": FieldRule(int, low=1, high=100_000),
 }
 
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
@@ -331,11 +333,14 @@ class UNetSpec:
         A file may hold the spec at its top level or under a ``spec:`` key (as
         ``nas.export`` writes it, next to metrics and provenance).
         """
-        source, text = _read_text(text_or_path)
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise ConfigError(_yaml_error_message(err), source=source) from None
+        from nas.readers import parse_yaml, read_text
+
+        if isinstance(text_or_path, Path) or (isinstance(text_or_path, str) and "\n" not in text_or_path
+                                              and text_or_path.endswith((".yaml", ".yml"))):
+            source, text = str(text_or_path), read_text(text_or_path)
+        else:
+            source, text = "<string>", str(text_or_path)
+        data = parse_yaml(text, source=source)
         if isinstance(data, dict) and "spec" in data and isinstance(data["spec"], dict):
             data = data["spec"]
         return cls.from_dict(data, source=source)
@@ -351,25 +356,3 @@ def _reject_unknown(data: dict[str, Any], valid: list[str] | tuple[str, ...], *,
         if key not in valid:
             hint = close_match_hint(key, valid)
             raise ConfigError(f"unknown key{hint}; valid keys are {sorted(valid)}", key=f"{prefix}{key}")
-
-
-def _read_text(text_or_path: str | Path) -> tuple[str, str]:
-    """Return (source name, text) for a path or a YAML string."""
-    if isinstance(text_or_path, Path) or (
-        isinstance(text_or_path, str) and "\n" not in text_or_path
-        and text_or_path.endswith((".yaml", ".yml"))
-    ):
-        path = Path(text_or_path)
-        try:
-            return str(path), path.read_text()
-        except OSError as err:
-            raise ConfigError(f"cannot read file: {err.strerror}", source=str(path)) from None
-    return "<string>", str(text_or_path)
-
-
-def _yaml_error_message(err: yaml.YAMLError) -> str:
-    mark = getattr(err, "problem_mark", None)
-    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-    if mark is not None:
-        return f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: {problem}"
-    return f"YAML syntax error: {problem}"

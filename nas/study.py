@@ -92,11 +92,19 @@ def find_storage_url(study_name: str, results_dir: str | Path = "results") -> st
     direct = results / f"{study_name}.db"
     if direct.is_file() or not results.is_dir():
         return f"sqlite:///{direct}"
+    found: dict[str, str] = {}  # study -> file, for the message
     for path in sorted(results.glob("*.db")):
         url = f"sqlite:///{path}"
         with contextlib.suppress(Exception):  # not an Optuna database: keep looking
-            if study_name in optuna.get_all_study_names(make_storage(url, heartbeat=False)):
+            names = optuna.get_all_study_names(make_storage(url, heartbeat=False))
+            if study_name in names:
                 return url
+            found.update(dict.fromkeys(names, path.name))
+    if found:
+        hint = close_match_hint(study_name, found)
+        listed = ", ".join(f"{name} ({file})" for name, file in sorted(found.items()))
+        raise ConfigError(f"no study {study_name!r} in the storages under {results}{hint}; studies there: {listed}",
+                          key="--study")
     return f"sqlite:///{direct}"
 
 

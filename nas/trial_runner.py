@@ -127,6 +127,8 @@ class TrialRunner:
             spec = self.space.suggest(trial)
         except ConfigError as err:
             return self._fail(trial, "invalid", str(err))
+        except Exception as err:  # noqa: BLE001 - a point the space cannot resolve is a recorded candidate
+            return self._fail(trial, "invalid", _describe(err))
         trial.storage.set_trial_system_attr(trial._trial_id, SPEC_ATTR, spec.to_dict())
         trial.set_user_attr("spec_digest", spec.digest())
         trial.set_user_attr("budget", self.budget_name)
@@ -149,13 +151,16 @@ class TrialRunner:
         try:
             gate = self.gate(spec)
         except Exception as err:  # noqa: BLE001 - an unbuildable spec is a recorded candidate
-            return self._fail(trial, "invalid", f"{type(err).__name__}: {err}")
+            return self._fail(trial, "invalid", _describe(err))
         self._record_gate(trial, gate)
         if not gate.feasible:
             trial.set_user_attr("status", "infeasible")
             return TrialOutcome(TrialState.COMPLETE, self._infeasible_values(spec, gate), "infeasible")
 
-        result = self.evaluate(spec, rung_hook=self._rung_hook(trial), artifacts_dir=folder)
+        try:
+            result = self.evaluate(spec, rung_hook=self._rung_hook(trial), artifacts_dir=folder)
+        except Exception as err:  # noqa: BLE001 - evaluate() records its own failures; this is the last net
+            return self._fail(trial, "error", _describe(err))
         self._copy_result(trial, result)
         if result.status == "pruned":
             return TrialOutcome(TrialState.PRUNED, None, "pruned", result.reason)
@@ -251,3 +256,9 @@ class TrialRunner:
         attach_files(trial, [(folder / name, _MIME[name]) for name in ("samples.png", "spec.yaml")],
                      artifact_store=self.artifact_store)
 
+
+
+def _describe(err: BaseException) -> str:
+    """``Type: first line of the message`` (torch errors carry C++ stacks after it)."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:1000]

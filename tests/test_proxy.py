@@ -109,7 +109,22 @@ def test_out_of_memory_retries_at_half_batch(context: EvalContext, monkeypatch: 
 
 def test_time_cap_gives_timeout(context: EvalContext) -> None:
     result = evaluate(SMALL, budget=dataclasses.replace(SMOKE, time_limit_s=1e-6), context=context)
-    assert result.status == "timeout" and "wall-clock cap" in result.reason
+    assert result.status == "timeout" and "compute-time cap" in result.reason
+
+
+def test_the_cap_counts_own_compute_so_waiting_for_a_busy_machine_is_not_a_timeout() -> None:
+    import time
+
+    from evaluators.contention import compute_clock
+
+    clock = compute_clock(torch.device("cpu"))
+    start = clock()
+    time.sleep(0.3)  # what a process waiting for the CPU experiences: wall time without compute
+    assert clock() - start < 0.05
+    deadline = time.perf_counter() + 0.2
+    while time.perf_counter() < deadline:  # real compute advances it
+        sum(range(1000))
+    assert clock() - start > 0.05
 
 
 def test_unbuildable_spec_is_invalid(context: EvalContext) -> None:

@@ -16,16 +16,19 @@ __all__ = ["BACKENDS", "Backend", "BackendRun", "Progress", "SearchJob", "make_b
 BACKENDS = ("optuna", "ray")
 
 
-def make_backend(name: str, *, workers: int = 1, address: str | None = None, cpus_per_trial: float = 1.0,
-                 gpus_per_trial: float | None = None, max_concurrent: int | None = None) -> Backend:
+def make_backend(name: str, *, workers: int = 1, threads: int | None = None, address: str | None = None,
+                 cpus_per_trial: float = 1.0, gpus_per_trial: float | None = None,
+                 max_concurrent: int | None = None) -> Backend:
     """The backend ``name`` with its options; options of the other backend are refused."""
     if name == "optuna":
         from nas.backends.local import LocalBackend
 
-        backend: Backend = LocalBackend(workers=workers)
+        backend: Backend = LocalBackend(workers=workers, threads=threads)
     elif name == "ray":
         if workers > 1:
             raise ConfigError("--workers is for the optuna backend; with Ray use --max-concurrent", key="--workers")
+        if threads is not None:
+            raise ConfigError("--threads is for the optuna backend; with Ray use --cpus-per-trial", key="--threads")
         from nas.backends.ray_tune.backend import RayBackend
 
         backend = RayBackend(address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,

@@ -69,7 +69,7 @@ class Backend(abc.ABC):
         the user's ``--device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``)."""
         from evaluators.device import pick_device
 
-        yield pick_device(device)
+        yield pick_device(device, key="--device")
 
     @abc.abstractmethod
     def run(self, context: RunContext, job: SearchJob, *, progress: Progress | None = None) -> BackendRun:

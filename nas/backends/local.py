@@ -27,24 +27,24 @@ __all__ = ["LocalBackend", "worker_loop"]
 _RECHECK_S = 2.0
 
 
-def worker_loop(context: RunContext, job: SearchJob, worker: int = 0, threads: int | None = None,
-                progress: Progress | None = None) -> int:
+def worker_loop(context: RunContext, job: SearchJob, worker: int = 0, *, workers: int = 1,
+                threads: int | None = None, progress: Progress | None = None) -> int:
     """Run trials until the study has ``job.trials`` finished ones (or the deadline passes).
 
-    ``threads`` sets torch's CPU threads for this process (None leaves them).  Returns how many
-    trials this worker finished.  Ctrl-C records the running trial FAIL ``interrupted`` and
-    re-raises.
+    Before each trial torch's CPU threads are chosen from the cores free then
+    (:func:`evaluators.contention.choose_threads`; ``threads`` fixes the count), and recorded on
+    the trial as ``torch_threads``.  Returns how many trials this worker finished.  Ctrl-C
+    records the running trial FAIL ``interrupted`` and re-raises.
     """
     quiet_optuna()
     import torch
 
+    from evaluators.contention import choose_threads
     from evaluators.proxy import EvalContext
     from nas.notes import write_trial_note
     from nas.pruning import ParetoRungRule
     from nas.trial_runner import TrialRunner
 
-    if threads is not None:
-        torch.set_num_threads(threads)
     study = context.open_study(job.sampler, worker=worker)
     data = context.space.data
     eval_context = EvalContext.load(dataset=data.dataset, image_size=data.image_size, channels=data.channels,
@@ -52,7 +52,11 @@ def worker_loop(context: RunContext, job: SearchJob, worker: int = 0, threads: i
     runner = TrialRunner.for_search(context, study, eval_context=eval_context,
                                     rule=ParetoRungRule() if job.prune else None)
     done = 0
+    cpu = context.device.type == "cpu"
     while True:
+        # Chosen before the ask: the sample takes a moment, and a trial should not sit RUNNING
+        # without its decisions meanwhile (a kill then would retry an empty trial).
+        chosen = choose_threads(requested=threads, workers=workers) if cpu else None
         ask = ask_if_room(study, trials=job.trials, lock=context.ask_lock, deadline=job.deadline)
         if ask.done:
             break
@@ -60,6 +64,9 @@ def worker_loop(context: RunContext, job: SearchJob, worker: int = 0, threads: i
             time.sleep(_RECHECK_S)  # room only if a running trial fails
             continue
         trial = ask.trial
+        if chosen is not None:
+            torch.set_num_threads(chosen)
+            trial.set_user_attr("torch_threads", chosen)
         try:
             with heartbeat(trial, study):
                 outcome = runner.run(trial)
@@ -80,26 +87,25 @@ class LocalBackend(Backend):
     """Worker processes on this machine (``--workers``), all sharing the study's storage."""
 
     workers: int = 1
+    threads: int | None = None  # torch CPU threads per worker; None: chosen per trial from the free cores
     name = "optuna"
 
     def check(self) -> None:
         """``--workers`` must be at least 1."""
         if self.workers < 1:
             raise ConfigError(f"expected at least 1, got {self.workers}", key="--workers")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"expected at least 1, got {self.threads}", key="--threads")
 
     def run(self, context: RunContext, job: SearchJob, *, progress: Progress | None = None) -> BackendRun:
         """One worker in this process, or ``workers`` spawned processes; Ctrl-C ends the run interrupted."""
-        from evaluators.device import cpu_threads_per_worker
-
         try:
             if self.workers == 1:
-                worker_loop(context, job, 0, progress=progress)
+                worker_loop(context, job, 0, threads=self.threads, progress=progress)
                 return BackendRun()
-            # One share of the cores per worker: torch's default of a thread per core in every
-            # process oversubscribes the machine and slows every trial down.
-            threads = cpu_threads_per_worker(self.workers)
             spawn = mp.get_context("spawn")
-            procs = [spawn.Process(target=worker_loop, args=(context, job, i, threads), daemon=False)
+            procs = [spawn.Process(target=worker_loop, args=(context, job, i),
+                                   kwargs={"workers": self.workers, "threads": self.threads}, daemon=False)
                      for i in range(self.workers)]
             for p in procs:
                 p.start()

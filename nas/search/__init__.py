@@ -35,6 +35,7 @@ class SearchSettings:
     study_name: str | None = None  # None: the space's name
     seed: int = 0
     workers: int = 1
+    threads: int | None = None  # torch CPU threads per worker; None: chosen per trial from the free cores
     device: str = "auto"
     out: str = "results"
     prune: bool = True
@@ -82,7 +83,8 @@ def run_search(settings: SearchSettings, *, backend: Backend | None = None, prog
         raise ConfigError(f"expected at least 1, got {settings.trials}", key="--trials")
     quiet_optuna()
     if backend is None:
-        backend = make_backend(settings.backend, workers=settings.workers, address=settings.address,
+        backend = make_backend(settings.backend, workers=settings.workers, threads=settings.threads,
+                               address=settings.address,
                                cpus_per_trial=settings.cpus_per_trial, gpus_per_trial=settings.gpus_per_trial,
                                max_concurrent=settings.max_concurrent)
     space = load_space(settings.space)  # parsed once for the whole run

@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--study-name", default=None, help="default: the space's name")
     parser.add_argument("--seed", type=int, default=0, help="sampler and training seed")
     parser.add_argument("--workers", type=positive_int, default=1, help="worker processes on this machine")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="torch CPU threads per worker (default: chosen before each trial from the cores "
+                        "other processes leave free)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--out", default="results", help="results directory")
     parser.add_argument("--no-prune", action="store_true", help="turn off multi-objective early stopping")
@@ -59,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     settings = SearchSettings(space=args.space, trials=args.trials, sampler=args.sampler, budget=args.budget,
                               storage=args.storage, study_name=args.study_name, seed=args.seed,
-                              workers=args.workers, device=args.device, out=args.out, prune=not args.no_prune,
+                              workers=args.workers, threads=args.threads, device=args.device, out=args.out,
+                              prune=not args.no_prune,
                               timeout=args.timeout, backend=args.backend, address=args.address,
                               cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                               max_concurrent=args.max_concurrent)

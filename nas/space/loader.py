@@ -22,25 +22,26 @@ Spec fields not named in ``space`` keep `UNetSpec` defaults; ``decoder_blocks`` 
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from evaluators.budget import parse_budgets
 from nas.errors import ConfigError, close_match_hint
 from nas.metrics import objective_metrics
+from nas.readers import read_yaml
 from nas.space.decisions import Decision, Fixed, Tie, parse_decision
 from nas.space.search_space import CONSTRAINT_KEYS, DataConfig, Objective, SearchSpace
 from nas.space.validation import (
     check_combinations,
     check_constraints_reachable,
     check_references,
+    check_ties,
     check_values,
     dependency_order,
     pivot_keys,
 )
-from nas.spec import LEVEL_FIELDS, LevelSpec, UNetSpec
+from nas.spec import LEVEL_FIELDS, LevelSpec, UNetSpec, check_field
 
 __all__ = ["BUNDLED_DIR", "load_space", "resolve_space_path"]
 
@@ -58,6 +59,8 @@ def resolve_space_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
+    if path.is_dir():
+        raise ConfigError("is a directory; expected a space YAML file", source=str(name_or_path))
     for candidate in (BUNDLED_DIR / path.name, BUNDLED_DIR / f"{path.name}.yaml"):
         if candidate.is_file():
             return candidate
@@ -87,15 +90,7 @@ def load_space(name_or_path: str | Path, *, check_constraints: bool = True) -> S
 
 # ----- YAML and extends --------------------------------------------------------------------
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise ConfigError(f"cannot read file: {err.strerror}", source=str(path)) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        problem = getattr(err, "problem", None) or "invalid YAML"
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"YAML syntax error{where}: {problem}", source=str(path)) from None
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"expected a mapping at the top level, got {type(data).__name__}", source=str(path))
     for key in data:
@@ -150,6 +145,7 @@ def _build(raw: dict[str, Any], *, source: str, default_name: str) -> SearchSpac
     budgets = parse_budgets(raw.get("budgets", {}))
     global_decisions, level_decisions = _parse_space(raw.get("space"))
     order = dependency_order(global_decisions, level_decisions)
+    check_ties(global_decisions, level_decisions)
     pivots = pivot_keys(global_decisions, level_decisions)
     space = SearchSpace(
         name=name, source=source, data=data, objectives=objectives, constraints=constraints,
@@ -169,10 +165,11 @@ def _parse_data(raw: Any) -> DataConfig:
     data = DataConfig(**raw)
     if not isinstance(data.dataset, str):
         raise ConfigError(f"expected a dataset name or path, got {data.dataset!r}", key="data.dataset")
-    for key in ("image_size", "channels"):
-        value = getattr(data, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"expected a positive integer, got {value!r}", key=f"data.{key}")
+    for key, field_name in (("image_size", "image_size"), ("channels", "in_channels")):
+        try:
+            check_field(field_name, getattr(data, key))  # the spec's own rule for the field it becomes
+        except ConfigError as err:
+            raise ConfigError(err.message, key=f"data.{key}") from None
     return data
 
 
@@ -212,8 +209,8 @@ def _parse_constraints(raw: Any) -> dict[str, float]:
         if isinstance(value, str):  # YAML 1.1 reads "2e6" (no dot) as a string
             with contextlib.suppress(ValueError):
                 value = float(value)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise ConfigError(f"expected a positive number, got {value!r}", key=f"constraints.{key}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"expected a positive, finite number, got {value!r}", key=f"constraints.{key}")
         out[key] = float(value)
     return out
 

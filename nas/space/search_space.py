@@ -148,14 +148,16 @@ class SearchSpace:
         out: list[UNetSpec] = []
         tries = 0
         limit = max_tries or 50 * n
+        last: ConfigError | None = None
         while len(out) < n:
             tries += 1
             if tries > limit:
-                raise ConfigError(f"only {len(out)} valid specs in {limit} draws", source=self.source)
+                why = f"; the last draw failed with: {last}" if last is not None else ""
+                raise ConfigError(f"only {len(out)} valid specs in {limit} draws{why}", source=self.source)
             try:
                 out.append(self.resolve(lambda _name, d: rng.choice(d.values())))
-            except ConfigError:
-                continue
+            except ConfigError as err:
+                last = err
         return out
 
     def enumerate(self, *, limit: int = 100_000) -> Iterator[UNetSpec]:

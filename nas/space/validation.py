@@ -138,6 +138,41 @@ def _possible(decision: Decision, key: str) -> list[Any]:
     return values
 
 
+def check_ties(global_decisions: dict[str, Decision], level_decisions: dict[str, tuple[Decision, ...]]) -> None:
+    """Every value a tie can give its key is valid for that key (call after :func:`dependency_order`,
+    which rules out cycles): a tie copies another key's value plus an offset, so a tie to a key of
+    another kind (``mid_attention: {tie: skip_fusion}``), or an offset on names, would only fail
+    when a trial resolves it."""
+
+    def possible(key: str, level: int | None) -> list[Any]:
+        decision = global_decisions[key] if level is None or key not in level_decisions else level_decisions[key][level]
+        if not isinstance(decision, Tie):
+            return _possible(decision, key)
+        target_level = level if decision.target in level_decisions else None
+        sources = possible(decision.target, target_level)
+        if decision.offset and not all(isinstance(v, int) and not isinstance(v, bool) for v in sources):
+            raise ConfigError(f"a tie with an offset needs an integer key, but {decision.target!r} takes "
+                              f"{sorted(map(repr, sources))}", key=where(key, level))
+        values = [v + decision.offset if decision.offset else v for v in sources]
+        for source, value in zip(sources, values, strict=True):
+            try:
+                check_field(key, value)
+            except ConfigError as err:
+                raise ConfigError(f"ties to {decision.target!r}, which can be {source!r}: {err.message}",
+                                  key=where(key, level)) from None
+        return values
+
+    def where(key: str, level: int | None) -> str:
+        return f"space.{key}" if level is None else f"space.per_level.{key}"
+
+    for key in global_decisions:
+        if key != "levels":
+            possible(key, None)
+    for key, decisions in level_decisions.items():
+        for level in range(len(decisions)):
+            possible(key, level)
+
+
 def check_combinations(space: SearchSpace) -> None:
     """Impossible combinations, checked over every value each key can take."""
     g, lv = space.global_decisions, space.level_decisions

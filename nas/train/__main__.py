@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nas.cli import ArgumentParser, configure_logging, run_cli
+from nas.cli import ArgumentParser, configure_logging, positive_int, run_cli
 from nas.train.settings import TRAIN_MULTIPLIER, TrainRequest
 
 __all__ = ["build_parser", "main", "request_from_args"]
@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "ones (default: gpu on CUDA, else cpu)")
     parser.add_argument("--dataset", default=None, help="dataset name or path (default: the config's data)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="torch CPU threads (default: chosen from the cores other processes leave free)")
     parser.add_argument("--seed", type=int, default=None, help="training seed (default: the trial's)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the budget's")
     parser.add_argument("--checkpoint-every", type=int, default=None, help="steps (default: a tenth of the run)")
@@ -47,13 +49,17 @@ def request_from_args(args: argparse.Namespace) -> TrainRequest:
 @run_cli
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: 0 when trained, 1 when training diverged, 2 on a user error."""
+    import torch
+
+    from evaluators.contention import choose_threads
     from evaluators.device import pick_device
     from nas.train import plan_run, run_training
 
     args = build_parser().parse_args(argv)
     configure_logging()
+    torch.set_num_threads(choose_threads(requested=args.threads))
     request = request_from_args(args)
-    device = pick_device(request.device)
+    device = pick_device(request.device, key="--device")
     settings, resuming = plan_run(request, device_type=device.type)
     out = Path(args.out)
     if args.resume and not resuming:

@@ -11,7 +11,6 @@ change (steps, intervals); any other difference is an error.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +78,18 @@ def _positive(name: str, value: int | None) -> None:
         raise ConfigError(f"expected a positive number, got {value}", key=name)
 
 
+def _check_dataset(name: Any, *, flag: bool, config: str) -> None:
+    """An unknown dataset names where it came from: ``--dataset``, or the config's ``data.dataset``."""
+    from evaluators.data import check_dataset
+
+    try:
+        check_dataset(name)
+    except ConfigError as err:
+        if flag:
+            raise ConfigError(err.message, key="--dataset") from None
+        raise ConfigError(err.message, key="data.dataset", source=config) from None
+
+
 def resolve_settings(request: TrainRequest, *, device_type: str) -> RunSettings:
     """The run's settings from the request's config and options, defaults filled in."""
     from evaluators.budget import default_budget_name, parse_budgets
@@ -97,9 +108,11 @@ def resolve_settings(request: TrainRequest, *, device_type: str) -> RunSettings:
     data = config.get("data") or {}
     provenance = config.get("provenance") or {}
     seed = request.seed if request.seed is not None else int(provenance.get("seed") or 0)
+    dataset = request.dataset or data.get("dataset") or "mnist"
+    _check_dataset(dataset, flag=request.dataset is not None, config=str(request.config))
     return RunSettings(
         spec=spec.to_dict(), config=str(request.config),
-        dataset=request.dataset or data.get("dataset") or "mnist", budget_name=name, budget=budget.to_dict(),
+        dataset=dataset, budget_name=name, budget=budget.to_dict(),
         steps=steps, seed=seed, batch_size=request.batch_size or budget.batch_size,
         checkpoint_every=request.checkpoint_every or max(1, steps // 10),
         eval_every=request.eval_every or max(1, steps // 10),
@@ -126,12 +139,14 @@ def _merge_resume(stored: RunSettings, given: RunSettings, request: TrainRequest
 
 
 def _stored(path: Path) -> RunSettings:
+    from nas.readers import read_json
+
+    data = read_json(path)
     try:
-        return RunSettings.from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError) as err:
-        raise ConfigError(f"cannot read the run's settings ({type(err).__name__}: {str(err).splitlines()[0]}); "
-                          "remove the run directory or choose another --out", key="--resume",
-                          source=str(path)) from None
+        return RunSettings.from_dict(data)
+    except (TypeError, AttributeError) as err:
+        raise ConfigError(f"not the settings of a nas.train run ({err}); remove the run directory or choose "
+                          "another --out", source=str(path)) from None
 
 
 def plan_run(request: TrainRequest, *, device_type: str) -> tuple[RunSettings, bool]:

@@ -109,6 +109,7 @@ def ray_trial(config: dict[str, Any], *, context: RunContext, cpus: float = 1.0)
     trial.set_user_attr("ray_node_id", ray.get_runtime_context().get_node_id())
     trial.set_user_attr("ray_host", f"{socket.gethostname()}:{os.getpid()}")
     trial.set_user_attr("ray_trial_id", tune.get_context().get_trial_id())
+    trial.set_user_attr("torch_threads", max(1, int(cpus)))  # Ray reserved these cores for the trial
     outcome = worker.runner.run(trial)
     metrics: dict[str, Any] = {FINAL_KEY: outcome.state.name, "values": outcome.values,
                                "status": outcome.status, "number": trial.number}

@@ -1,0 +1,106 @@
+"""Sharing the CPU without corrupting what is measured: the thread policy and the compute clock.
+
+On a machine shared with other work, torch's default of one thread per core is the worst choice:
+its threads wait for each other at every parallel region, and a forward pass that ran at 281
+images/s with 2 threads on a quiet 2-core machine ran at 43 with one other busy process (206 with
+1 thread).  So:
+
+* :func:`choose_threads` picks torch's CPU threads from the cores actually free: the cores this
+  process may run on (its affinity), less those other processes keep busy (sampled from
+  ``/proc/stat``), and never more than this worker's share when several workers split the
+  machine; an explicit count (``--threads``) wins.  Every trial records the count it trained with.
+* :func:`compute_clock` is the clock of the evaluation's wall-clock cap: on the CPU the process's
+  own CPU time per thread, so time lost waiting for a busy machine does not turn a candidate into
+  ``timeout``; on CUDA, wall time (the GPU's work is not CPU time).
+* Throughput on the CPU is timed with :data:`TIMING_THREADS` (one) thread, whatever the training
+  uses: another process on another core then leaves the figure nearly unchanged, and every trial
+  of a study is timed alike however the load changed (``nas.gate``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+
+import torch
+
+__all__ = ["TIMING_THREADS", "available_cores", "busy_cores", "choose_threads", "compute_clock", "core_share",
+           "timing_threads"]
+
+# CPU threads of a throughput measurement (see the module docstring).
+TIMING_THREADS = 1
+# How long /proc/stat is sampled to see how busy the other cores are (10 clock ticks per core).
+_SAMPLE_S = 0.1
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _cpu_jiffies() -> tuple[float, float] | None:
+    try:
+        with open("/proc/stat") as fh:
+            fields = [float(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    return sum(fields), idle
+
+
+def busy_cores(sample_s: float = _SAMPLE_S) -> float | None:
+    """How many cores other processes keep busy, sampled over ``sample_s`` (None where unknown).
+
+    The machine's busy time minus this process's own CPU time over the same interval.
+    """
+    before, own_before, wall = _cpu_jiffies(), time.process_time(), time.perf_counter()
+    if before is None:
+        return None
+    time.sleep(sample_s)
+    after = _cpu_jiffies()
+    if after is None:
+        return None
+    total, idle = after[0] - before[0], after[1] - before[1]
+    if total <= 0:
+        return 0.0
+    cores = os.cpu_count() or 1
+    machine_busy = (total - idle) / total * cores
+    own = (time.process_time() - own_before) / max(time.perf_counter() - wall, 1e-6)
+    return max(0.0, machine_busy - own)
+
+
+def core_share(workers: int) -> int:
+    """An equal share of this process's cores for each of ``workers`` processes (at least 1)."""
+    return max(1, available_cores() // max(1, workers))
+
+
+def choose_threads(*, requested: int | None = None, workers: int = 1, sample_s: float = _SAMPLE_S) -> int:
+    """Torch CPU threads for the next candidate (see the module docstring)."""
+    if requested is not None:
+        return max(1, int(requested))
+    cores = available_cores()
+    share = core_share(workers)
+    busy = busy_cores(sample_s)
+    if busy is None:
+        return share
+    # A core counts as free when less than half of it is busy with other work.
+    free = max(1, math.floor(cores - busy + 0.5))
+    return max(1, min(share, free))
+
+
+def timing_threads(device: torch.device) -> int | None:
+    """Threads of a throughput measurement on ``device``: :data:`TIMING_THREADS` on the CPU."""
+    return TIMING_THREADS if device.type == "cpu" else None
+
+
+def compute_clock(device: torch.device) -> Callable[[], float]:
+    """Seconds of this evaluation's own compute, for its cap (see the module docstring)."""
+    if device.type != "cpu":
+        return time.perf_counter
+    threads = max(1, torch.get_num_threads())
+    return lambda: time.process_time() / threads
