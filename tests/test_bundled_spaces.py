@@ -1,4 +1,4 @@
-"""Every bundled space: the CLI from any directory, and 200 random specs each that build and train."""
+"""Every bundled space: the CLI from any directory, and 100 random specs each that build and train."""
 
 from __future__ import annotations
 
@@ -57,10 +57,10 @@ def reduced(spec: UNetSpec) -> UNetSpec:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BUNDLED)
-def test_200_random_specs_build_train_and_round_trip(name: str) -> None:
+def test_100_random_specs_build_train_and_round_trip(name: str) -> None:
     space = load_space(name, check_constraints=False)
-    specs = space.sample(200, seed=123)
-    assert len({s.digest() for s in specs}) > 150  # a real spread of the space
+    specs = space.sample(100, seed=123)
+    assert len({s.digest() for s in specs}) > 75  # a real spread of the space
     torch.manual_seed(0)
     for i, spec in enumerate(specs):
         assert UNetSpec.from_yaml(spec.to_yaml()) == spec
