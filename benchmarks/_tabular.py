@@ -34,15 +34,27 @@ SPACE = REPO / "benchmarks" / "tabular_space.yaml"
 REFERENCE = 1.1  # normalised hypervolume reference point, in every objective
 
 
+# Fractions of the steps at which the table records the held-out (rung-probe) loss: the rungs of
+# the geometric ladders of eta 2, 3 and 4 and the old Pareto rule's (1/4, 1/2), so that the
+# replay can judge any of those rung layouts.
+PROBES = (1 / 16, 1 / 9, 1 / 4, 1 / 3, 1 / 2)
+
+
 def table_budgets() -> dict[str, Any]:
-    """Budgets a table can be built at, by the name stored in its rows."""
+    """Budgets a table can be built at, by the name stored in its rows (each probing at :data:`PROBES`)."""
     from evaluators.budget import DEFAULT_BUDGETS
 
     cpu = DEFAULT_BUDGETS["cpu"]
     # The cpu recipe at 30% of its steps (warm-up scaled too) and half its FID samples: about
     # 7-60 s per point on one thread, so 72 points build in well under an hour on a shared CPU.
-    return {"smoke": DEFAULT_BUDGETS["smoke"], "cpu": cpu,
-            "cpu-table": dataclasses.replace(cpu.scaled(0.3), fid_samples=128)}
+    budgets = {"smoke": DEFAULT_BUDGETS["smoke"], "cpu": cpu,
+               "cpu-table": dataclasses.replace(cpu.scaled(0.3), fid_samples=128)}
+    return {name: dataclasses.replace(b, rungs=PROBES) for name, b in budgets.items()}
+
+
+def probe_key(step: int) -> str:
+    """The column of the held-out loss after ``step`` training steps."""
+    return f"loss_at_step_{step}"
 
 
 # ----- rows and the CSV file ------------------------------------------------------------------
@@ -60,10 +72,10 @@ def decision_values(space: Any, spec: Any) -> dict[str, Any]:
 
 
 def columns(space: Any, budget: Any) -> list[str]:
-    """The table's header: identity, decisions, outcome, objectives, costs, rungs, timing."""
+    """The table's header: identity, decisions, outcome, objectives, costs, probed losses, timing."""
     from evaluators.training import rung_steps
 
-    rungs = [f"rung{i}_{k}" for i in range(len(rung_steps(budget))) for k in ("step", "val_loss")]
+    rungs = [probe_key(step) for step in rung_steps(budget)]
     return ["digest", "budget", *[n for n, _ in space.param_names()], "status", "reason", "feasible",
             "val_loss", "fid_proxy", "fid_floor", "kid_mean", "throughput", "throughput_eval", "throughput_rounds",
             "torch_threads", "latency_ms", "params", "macs", *rungs, "steps", "train_seconds", "sampling_seconds",
@@ -116,8 +128,8 @@ def infeasible_keys(space: Any, costs: dict[str, Any]) -> list[str]:
 
 def evaluate_point(space: Any, spec: Any, budget: Any, budget_name: str, context: Any) -> dict[str, Any]:
     """One table row: static costs; infeasible -> no training (as the search's gate); else the
-    proxy evaluator at ``budget`` (seed 0) with a rung hook that never stops, so every rung's
-    held-out loss is recorded."""
+    proxy evaluator at ``budget`` (seed 0) with a rung hook that never stops, so the held-out loss
+    at every probe step is recorded."""
     from evaluators.proxy import evaluate
     from nas.cost import static_costs
 
@@ -129,7 +141,7 @@ def evaluate_point(space: Any, spec: Any, budget: Any, budget_name: str, context
     if broken:
         row.update(status="infeasible", reason="breaks " + ", ".join(broken), feasible=False, steps=0)
     else:
-        result = evaluate(spec, budget=budget, context=context, seed=0, rung_hook=lambda *_: False)
+        result = evaluate(spec, budget=budget, context=context, seed=0, rung_hook=lambda *_: None)
         data = result.to_dict()
         for key in ("status", "reason", "val_loss", "fid_proxy", "fid_floor", "kid_mean", "throughput",
                     "latency_ms", "steps", "train_seconds", "sampling_seconds", "eval_seconds"):
@@ -137,8 +149,7 @@ def evaluate_point(space: Any, spec: Any, budget: Any, budget_name: str, context
         row["throughput_eval"] = row["throughput"]  # replaced by remeasure_throughput's median
         row["params"] = result.params if result.params is not None else row["params"]
         for rung in result.rungs:
-            row[f"rung{rung['rung']}_step"] = rung["step"]
-            row[f"rung{rung['rung']}_val_loss"] = rung["val_loss"]
+            row[probe_key(rung["step"])] = rung["val_loss"]
         # Throughput is measured only now: a min_throughput constraint could still break here.
         row["feasible"] = not infeasible_keys(space, {"params": row["params"], "macs": row["macs"],
                                                       "throughput": row["throughput"],
@@ -159,31 +170,26 @@ def remeasure_throughput(space: Any, rows: list[dict[str, Any]], budget: Any, de
 
     import torch
 
-    from evaluators.throughput import measure_throughput
-    from nas.unet import build_unet
+    from evaluators.contention import timing_threads
+    from evaluators.device import Precision
+    from nas.gate import ThroughputTiming
 
     specs = {s.digest(): s for s in space.enumerate()}
     todo = [r for r in rows if r["status"] == "ok" and r["digest"] in specs]
     samples: dict[str, list[float]] = {r["digest"]: [] for r in todo}
-    from evaluators.device import Precision
-
-    dtype = Precision.for_device(device).dtype_name
+    timing = ThroughputTiming(budget=budget, device=device, precision=Precision.for_device(device))  # the gate's
     rng = np.random.default_rng(0)
     for _ in range(rounds):
         for index in rng.permutation(len(todo)):
             spec = specs[todo[index]["digest"]]
             torch.manual_seed(0)
-            report = measure_throughput(build_unet(spec), input_shape=(spec.in_channels, spec.image_size,
-                                                                       spec.image_size),
-                                        batch_size=budget.throughput_batch, device=device, dtype=dtype,
-                                        repeats=5, warmup=1)
-            samples[spec.digest()].append(report.images_per_s)
+            samples[spec.digest()].append(timing(spec)["throughput"])
     for row in todo:
         if row.get("throughput_eval") is None:
             row["throughput_eval"] = row["throughput"]
         row["throughput"] = statistics.median(samples[row["digest"]])
         row["throughput_rounds"] = rounds
-        row["torch_threads"] = torch.get_num_threads()
+        row["torch_threads"] = timing_threads(device) or torch.get_num_threads()
 
 
 def build_table(path: Path, space: Any, *, budget_name: str, points: int | None, device: str,
@@ -206,8 +212,12 @@ def build_table(path: Path, space: Any, *, budget_name: str, points: int | None,
     if other:
         raise SystemExit(f"error: {path} holds rows at budget {sorted(other)}, not {budget_name!r}; "
                          "use another --out")
+    if existing and [k for k in header if k.startswith("loss_at_step_")] != [
+            k for k in existing[0] if k.startswith("loss_at_step_")]:
+        raise SystemExit(f"error: {path} was built with other probe steps (an older version of this script); "
+                         "move it away to build a new table, or use another --out")
     if existing and list(existing[0]) != header:
-        write_table(path, existing, header)  # a table from an older version of this script
+        write_table(path, existing, header)  # the same probes, columns added since
     done = {r["digest"] for r in existing}
     todo = [s for s in specs if s.digest() not in done]
     print(f"{space.name}: {len(specs)} points, {len(done)} already in {path}, {len(todo)} to evaluate at "
@@ -261,13 +271,15 @@ class TableLookup:
 
     ``gate()`` is the search's own gate (:func:`nas.gate.run_gate`) over the rows' recorded
     params and MACs, then throughput and latency; ``evaluate`` returns a row as an evaluation
-    result, calling the rung hook with each recorded rung loss (a hook that says stop ends the
-    trial there, PRUNED, having cost the steps up to that rung).  A point missing from a partial
+    result, calling the rung hook at each rung of ``budget`` (the replayed rung layout) with the
+    loss the table recorded at that step (a hook that says stop ends the trial there, PRUNED,
+    having cost the steps up to that rung).  A point missing from a partial
     (quick) table has no figures and is recorded ``error``.
     """
 
     rows: dict[str, dict[str, Any]]
     no_skill: Any  # spec -> the no-skill scores (no_skill_scores below)
+    budget: Any = None  # the replayed rung layout (its rungs must be among the table's probes)
 
     def static(self, spec: Any) -> dict[str, Any]:
         """The row's params and MACs (nothing for a missing point)."""
@@ -301,12 +313,15 @@ class TableLookup:
         row = self.rows.get(spec.digest())
         if row is None:
             return EvalResult(status="error", reason="not in the table")
-        rung = 0
-        while row.get(f"rung{rung}_step") is not None:
-            step, loss = row[f"rung{rung}_step"], row[f"rung{rung}_val_loss"]
-            if rung_hook is not None and rung_hook(rung, step, loss):
-                return EvalResult(status="pruned", reason=f"stopped at rung {rung} (step {step})", steps=step)
-            rung += 1
+        from evaluators.training import rung_steps
+
+        for rung, step in enumerate(rung_steps(self.budget) if self.budget is not None else []):
+            if row.get(probe_key(step)) is None:
+                raise SystemExit(f"error: the table holds no held-out loss at step {step}; its probes are at "
+                                 f"{[k for k in row if k.startswith('loss_at_step_')]}")
+            why = rung_hook(rung, step, row[probe_key(step)]) if rung_hook is not None else None
+            if why:
+                return EvalResult(status="pruned", reason=f"stopped at rung {rung} (step {step}): {why}", steps=step)
         result = EvalResult(status=row["status"], reason=str(row.get("reason") or ""), val_loss=row.get("val_loss"),
                             fid_proxy=row.get("fid_proxy"), steps=int(row.get("steps") or 0))
         result.train_seconds = float(row.get("train_seconds") or 0.0)

@@ -142,7 +142,7 @@ def run_job(job: Job, spec_yaml: str, budget_name: str) -> dict[str, Any]:
     spec = UNetSpec.from_yaml(spec_yaml)
     budget = budget_for(job.kind, DEFAULT_BUDGETS[budget_name])
     # A hook that never stops the run, so the proxy records its rung losses (early-stopping signal).
-    hook = (lambda _rung, _step, _loss: False) if job.kind == "proxy" else None
+    hook = (lambda _rung, _step, _loss: None) if job.kind == "proxy" else None
     result = evaluate(spec, budget=budget, context=_CONTEXT, seed=job.seed, rung_hook=hook, measure=False)
     return {"key": job.key, "index": job.index, "kind": job.kind, "seed": job.seed, "status": result.status,
             "reason": result.reason, "steps": result.steps, "val_loss": result.val_loss,

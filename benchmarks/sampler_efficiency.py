@@ -7,7 +7,8 @@ replayed by each sampler, and what multi-objective early stopping saves there.
 ``build`` evaluates every point of ``benchmarks/tabular_space.yaml`` (a 72-point sub-space of
 ``light.yaml``, same data, objectives and constraints) once with the proxy evaluator (seed 0)
 and stores one row per point in ``table.csv``: the decisions, status, objectives, params, MACs,
-the held-out loss at each rung, steps and seconds.  Rows are appended as points finish, so a
+the held-out loss after 1/16, 1/9, 1/4, 1/3 and 1/2 of the steps (``_tabular.PROBES``: the rungs
+of the layouts the replay judges), steps and seconds.  Rows are appended as points finish, so a
 killed build resumes where it stopped.  Points that break the space's constraints are not
 trained, exactly as the search's cheap gate skips them.
 
@@ -18,12 +19,14 @@ trial (duplicates, the gate, infeasible points, rung hooks, failures), with the 
 and the evaluation taken from the table (``_tabular.TableLookup``).  After every trial it computes the
 hypervolume of the feasible points found so far, with objectives min-max normalised over every
 feasible table row (minimised orientation, reference point 1.1), as a share of the whole
-table's hypervolume.  It then replays ``random`` and ``evolution`` again with
-``ParetoRungRule()`` at the rungs (a stopped trial is PRUNED and costs the steps up to its
-rung) and reports the training steps saved against the final hypervolume share lost.
+table's hypervolume.  It then replays ``random`` and ``evolution`` again with each early-stopping
+layout of :data:`STOPPING` (``halving``: the search's default multi-objective successive
+halving, eta 3 at 1/9 and 1/3; ``pareto``: the rule before, at 1/4 and 1/2; a stopped trial is
+PRUNED and costs the steps up to its rung) and reports the training steps and evaluation
+seconds spent against the final hypervolume share kept.
 
 Sizes: ``quick`` builds the first 4 points at the smoke budget (the test; seconds) and replays
-2 seeds x 8 trials (on that partial table points not in it are recorded FAIL ``missing``);
+2 seeds x 8 trials (on that partial table points not in it are recorded FAIL ``error``);
 ``cpu`` builds all 72 points at the cpu recipe cut to 30 steps and 128 FID samples (the
 committed table) and replays 10 seeds x 40% of the table; ``gpu`` builds the table at the full
 cpu budget (100 steps, 256 FID samples) on one GPU, meant to finish within 10 minutes on an
@@ -60,6 +63,11 @@ from nas.cli import positive_int
 NAME = "sampler_efficiency"
 SAMPLER_ORDER = ("random", "nsga2", "tpe", "evolution", "rl")
 PRUNED_SAMPLERS = ("random", "evolution")
+# The early-stopping layouts replayed: a rule of nas.scheduling, its rungs and eta.
+STOPPING = {
+    "pareto": {"rule": "pareto", "rungs": (0.25, 0.5), "eta": 3.0},  # the search's rule before
+    "halving": {"rule": "halving", "rungs": None, "eta": 3.0},  # the default now: rungs 1/9, 1/3
+}
 
 
 @dataclass(frozen=True)
@@ -116,21 +124,26 @@ class Run:
     distinct: int
 
 
-def replay_one(space: Any, table: Table, sampler: str, seed: int, trials: int, *, prune: bool,
+def replay_one(space: Any, table: Table, sampler: str, seed: int, trials: int, *, stopping: str | None,
                no_skill: Any) -> Run:
     """Replay one search of ``trials`` trials: the search's own study, sampler and trial runner,
-    with the gate and the evaluation answered from the table (``_tabular.TableLookup``)."""
+    with the gate and the evaluation answered from the table (``_tabular.TableLookup``), stopped
+    early by the layout ``stopping`` of :data:`STOPPING` (None: no early stopping)."""
     import optuna
     from optuna.trial import TrialState
 
-    from nas.pruning import ParetoRungRule
     from nas.samplers import make_sampler
+    from nas.scheduling import make_rule
     from nas.study import open_search_study
 
     study = open_search_study(space, storage=optuna.storages.InMemoryStorage(), study_name=f"{sampler}-{seed}",
                               sampler=make_sampler(sampler, seed=seed))
-    runner = TableLookup(table.rows, no_skill=no_skill).runner(space, study, rule=ParetoRungRule() if prune else None,
-                                                               budget_name=table.budget_name)
+    layout = STOPPING[stopping] if stopping else None
+    budget = dataclasses.replace(table_budgets()[table.budget_name], rungs=layout["rungs"],
+                                 eta=layout["eta"]) if layout else None
+    rule = make_rule(layout["rule"], eta=layout["eta"]) if layout else None
+    runner = TableLookup(table.rows, no_skill=no_skill, budget=budget).runner(space, study, rule=rule,
+                                                                              budget_name=table.budget_name)
     found: list[list[float]] = []
     hv_share: list[float] = []
     cum_steps: list[int] = []
@@ -206,7 +219,8 @@ def replay(args: argparse.Namespace) -> int:
     samplers: dict[str, Any] = {}
     runs: dict[str, list[Run]] = {}
     for name in SAMPLER_ORDER:
-        runs[name] = [replay_one(space, table, name, seed, trials, prune=False, no_skill=no_skill) for seed in seeds]
+        runs[name] = [replay_one(space, table, name, seed, trials, stopping=None, no_skill=no_skill)
+                      for seed in seeds]
         samplers[name] = _summary(runs[name])
         print(f"{name:>9}: final HV share {samplers[name]['final']['mean']:.3f} "
               f"+- {samplers[name]['final']['std']:.3f}", flush=True)
@@ -214,14 +228,17 @@ def replay(args: argparse.Namespace) -> int:
     for summary in samplers.values():
         summary["trials_to_reach_random_final"] = trials_to_reach(summary["curve"]["mean"], target)
 
-    early: dict[str, Any] = {}
-    for name in PRUNED_SAMPLERS:
-        pruned = [replay_one(space, table, name, seed, trials, prune=True, no_skill=no_skill) for seed in seeds]
-        early[name] = _early_summary(runs[name], pruned)
-        e = early[name]
-        print(f"{name:>9} + early stopping: steps {e['steps_without']['mean']:.0f} -> {e['steps_with']['mean']:.0f} "
-              f"({e['steps_saved_share']['mean']:.1%} saved), final HV share {e['hv_without']['mean']:.3f} -> "
-              f"{e['hv_with']['mean']:.3f}", flush=True)
+    early: dict[str, dict[str, Any]] = {}
+    for layout in STOPPING:
+        early[layout] = {}
+        for name in PRUNED_SAMPLERS:
+            pruned = [replay_one(space, table, name, seed, trials, stopping=layout, no_skill=no_skill)
+                      for seed in seeds]
+            early[layout][name] = e = _early_summary(runs[name], pruned)
+            print(f"{name:>9} + {layout}: steps {e['steps_without']['mean']:.0f} -> {e['steps_with']['mean']:.0f} "
+                  f"({e['steps_with_share']['mean']:.1%} of no stopping), final HV share "
+                  f"{e['hv_without']['mean']:.3f} -> {e['hv_with']['mean']:.3f} "
+                  f"({e['hv_kept']['mean']:.1%} kept)", flush=True)
 
     statuses: dict[str, int] = {}
     for row in table.rows.values():
@@ -245,7 +262,8 @@ def replay(args: argparse.Namespace) -> int:
         "trials": trials, "seeds": seeds,
         "random_final_mean": target,
         "samplers": samplers,
-        "early_stopping": {"rule": dataclasses.asdict(_rule()), "samplers": early},
+        "early_stopping": {"layouts": {k: {**v, "rungs": list(v["rungs"]) if v["rungs"] else None}
+                                       for k, v in STOPPING.items()}, "replays": early},
         "replay_seconds": time.perf_counter() - started,
     }
     write_result(out / f"{NAME}.json", payload)
@@ -260,12 +278,6 @@ def _shown(path: Path) -> str:
         return str(path.resolve().relative_to(REPO))
     except ValueError:
         return str(path)
-
-
-def _rule() -> Any:
-    from nas.pruning import ParetoRungRule
-
-    return ParetoRungRule()
 
 
 def _summary(runs: list[Run]) -> dict[str, Any]:
@@ -283,16 +295,21 @@ def _summary(runs: list[Run]) -> dict[str, Any]:
 def _early_summary(plain: list[Run], pruned: list[Run]) -> dict[str, Any]:
     without = np.array([r.steps for r in plain], dtype=float)
     with_ = np.array([r.steps for r in pruned], dtype=float)
-    saved = np.where(without > 0, 1.0 - with_ / np.where(without > 0, without, 1.0), 0.0)
+    share = np.where(without > 0, with_ / np.where(without > 0, without, 1.0), 1.0)
     pruned_counts = np.array([r.states.get("pruned", 0) for r in pruned], dtype=float)
+    hv_plain = np.array([r.hv_share[-1] for r in plain])
+    hv_pruned = np.array([r.hv_share[-1] for r in pruned])
     return {
-        "steps_without": _stats(without), "steps_with": _stats(with_), "steps_saved_share": _stats(saved),
+        "steps_without": _stats(without), "steps_with": _stats(with_), "steps_with_share": _stats(share),
+        "steps_saved_share": _stats(1.0 - share),
         "train_seconds_without": _stats(np.array([r.train_seconds for r in plain])),
         "train_seconds_with": _stats(np.array([r.train_seconds for r in pruned])),
         "eval_seconds_without": _stats(np.array([r.eval_seconds for r in plain])),
         "eval_seconds_with": _stats(np.array([r.eval_seconds for r in pruned])),
-        "hv_without": _stats(np.array([r.hv_share[-1] for r in plain])),
-        "hv_with": _stats(np.array([r.hv_share[-1] for r in pruned])),
+        "hv_without": _stats(hv_plain),
+        "hv_with": _stats(hv_pruned),
+        # The stopped searches' final share over the plain ones' (both means over the seeds).
+        "hv_kept": {"mean": float(hv_pruned.mean() / hv_plain.mean()) if hv_plain.mean() > 0 else 0.0},
         "hv_cost": _stats(np.array([a.hv_share[-1] - b.hv_share[-1] for a, b in zip(plain, pruned, strict=True)])),
         # Equal compute: the plain run's share after its last trial within the stopped run's steps.
         "hv_without_at_equal_steps": _stats(np.array([_at_steps(a, b.steps)
@@ -324,15 +341,17 @@ def markdown(samplers: dict[str, Any], early: dict[str, Any], trials: int, seeds
         lines.append(f"| `{name}` | {s['final']['mean']:.3f} ± {s['final']['std']:.3f} | "
                      f"{s['final']['min']:.3f}-{s['final']['max']:.3f} | "
                      f"{reach if reach is not None else 'not reached'} |")
-    header = ("| sampler | training steps without → with early stopping | saved | trials stopped | "
-              "HV share without → with | HV share without, at the steps spent with |")
-    lines += ["", header, "|---|---:|---:|---:|---:|---:|"]
-    for name, e in early.items():
-        lines.append(f"| `{name}` | {e['steps_without']['mean']:.0f} → {e['steps_with']['mean']:.0f} | "
-                     f"{e['steps_saved_share']['mean']:.1%} ± {e['steps_saved_share']['std']:.1%} | "
-                     f"{e['pruned_trials']['mean']:.1f} | {e['hv_without']['mean']:.3f} ± {e['hv_without']['std']:.3f}"
-                     f" → {e['hv_with']['mean']:.3f} ± {e['hv_with']['std']:.3f} | "
-                     f"{e['hv_without_at_equal_steps']['mean']:.3f} ± {e['hv_without_at_equal_steps']['std']:.3f} |")
+    header = ("| rule | sampler | training steps: none → with | share of no stopping | evaluation s: none → with | "
+              "trials stopped | HV share: none → with | HV kept | HV share of no stopping at the steps spent |")
+    lines += ["", header, "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for layout, by_sampler in early.items():
+        for name, e in by_sampler.items():
+            lines.append(
+                f"| `{layout}` | `{name}` | {e['steps_without']['mean']:.0f} → {e['steps_with']['mean']:.0f} | "
+                f"{e['steps_with_share']['mean']:.1%} | {e['eval_seconds_without']['mean']:.0f} → "
+                f"{e['eval_seconds_with']['mean']:.0f} | {e['pruned_trials']['mean']:.1f} | "
+                f"{e['hv_without']['mean']:.3f} → {e['hv_with']['mean']:.3f} | {e['hv_kept']['mean']:.1%} | "
+                f"{e['hv_without_at_equal_steps']['mean']:.3f} |")
     return "\n".join(lines)
 
 
@@ -357,13 +376,18 @@ def plot(samplers: dict[str, Any], early: dict[str, Any], target: float, trials:
     ax.set_ylabel("hypervolume share of the table's front")
     ax.set_title(f"mean over {seeds} seeds, band min-max")
     ax.legend(fontsize=8, loc="lower right")
-    for name, e in early.items():
-        ax2.plot(e["cum_steps_without"], samplers[name]["curve"]["mean"], color=colours.get(name), label=f"{name}")
-        ax2.plot(e["cum_steps_with"], e["curve_with"], color=colours.get(name), linestyle=":",
-                 label=f"{name} + early stopping ({e['steps_saved_share']['mean']:.0%} fewer steps)")
+    styles = dict(zip(early, (":", "--", "-."), strict=False))
+    for name in PRUNED_SAMPLERS:
+        first = next(iter(early.values()))[name]
+        ax2.plot(first["cum_steps_without"], samplers[name]["curve"]["mean"], color=colours.get(name),
+                 label=f"{name}, no stopping")
+        for layout, by_sampler in early.items():
+            e = by_sampler[name]
+            ax2.plot(e["cum_steps_with"], e["curve_with"], color=colours.get(name), linestyle=styles[layout],
+                     label=f"{name} + {layout} ({e['steps_with_share']['mean']:.0%} of the steps)")
     ax2.set_xlabel("training steps spent (mean over seeds, one point per trial)")
     ax2.set_ylabel("hypervolume share (mean)")
-    ax2.set_title("ParetoRungRule() at the rungs")
+    ax2.set_title("early stopping at the rungs")
     ax2.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path)

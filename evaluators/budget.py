@@ -37,7 +37,10 @@ class Budget:
         grad_clip: global gradient-norm clip.
         ema_decay: EMA of the weights used for scoring (0 scores the raw weights).
         rungs: fractions of ``steps`` at which the held-out loss is reported to a hook that may
-            stop the run early (multi-objective early stopping, ASHA under Ray).
+            stop the run early (multi-fidelity scheduling, :mod:`nas.scheduling`); not given, the
+            geometric ladder of ``eta``: ``1/eta**2`` and ``1/eta`` (1/9 and 1/3 for 3).
+        eta: the successive-halving rate: at each rung the top ``1/eta`` of the candidates there
+            continue (``halving`` rule), and the default rungs are its powers.
         val_images: held-out images in the validation loss.
         val_timesteps: size of the fixed timestep grid of the validation loss.
         throughput_batch: batch size of the throughput measurement.
@@ -57,7 +60,8 @@ class Budget:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.99
-    rungs: tuple[float, ...] = (0.25, 0.5)
+    rungs: tuple[float, ...] | None = None
+    eta: float = 3.0
     val_images: int = 96
     val_timesteps: int = 8
     throughput_batch: int = 32
@@ -68,6 +72,8 @@ class Budget:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "rungs":
+                if value is None:
+                    continue
                 if isinstance(value, list):
                     value = tuple(value)
                     object.__setattr__(self, "rungs", value)
@@ -92,10 +98,19 @@ class Budget:
                 raise ConfigError(f"expected a positive value, got {value!r}", key=f.name)
             if value > _MAXIMA.get(f.name, float("inf")):
                 raise ConfigError(f"expected at most {_MAXIMA[f.name]:,}, got {value!r}", key=f.name)
+        if not self.eta > 1:
+            raise ConfigError(f"expected a value above 1, got {self.eta!r}", key="eta")
         if self.ema_decay >= 1:
             raise ConfigError(f"expected a value below 1, got {self.ema_decay!r}", key="ema_decay")
         if self.fid_samples == 1:
             raise ConfigError("expected 0 (no FID proxy) or at least 2 samples, got 1", key="fid_samples")
+
+    @property
+    def rung_fractions(self) -> tuple[float, ...]:
+        """The rungs as fractions of ``steps``: ``rungs``, else the geometric ladder of ``eta``."""
+        if self.rungs is not None:
+            return self.rungs
+        return (self.eta ** -2, 1.0 / self.eta)
 
     def scaled(self, fraction: float) -> Budget:
         """The same recipe with ``fraction`` of the training steps (warm-up scaled too)."""
@@ -106,7 +121,7 @@ class Budget:
     def to_dict(self) -> dict[str, Any]:
         """Plain data, as stored with results."""
         data = dataclasses.asdict(self)
-        data["rungs"] = list(self.rungs)
+        data["rungs"] = list(self.rungs) if self.rungs is not None else None
         return data
 
 

@@ -17,7 +17,8 @@ from torch import Tensor, nn
 
 from nas.errors import ConfigError, close_match_hint
 
-__all__ = ["DEVICE_TYPES", "Precision", "empty_cache", "pick_device", "resolve_device", "synchronize"]
+__all__ = ["DEVICE_TYPES", "Precision", "empty_cache", "pick_device", "resolve_device", "synchronize",
+           "worker_device"]
 
 # Device types the evaluator knows how to synchronise and measure memory on.
 DEVICE_TYPES = ("cpu", "cuda")
@@ -63,6 +64,20 @@ def pick_device(device: str | torch.device = "auto", *, key: str = "device") -> 
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return resolve_device(device, key=key)
+
+
+def worker_device(device: torch.device, worker: int, *, gpu_count: int | None = None) -> torch.device:
+    """The device worker number ``worker`` of a search trains on.
+
+    A CUDA device without an index (``--device auto`` or ``cuda``) spreads the workers over the
+    visible GPUs round-robin, so with more workers than GPUs several share one: tiny U-Nets are
+    launch-bound and one of them leaves a large GPU mostly idle.  A device with an index
+    (``cuda:1``) and the CPU are used as given by every worker.
+    """
+    if device.type != "cuda" or device.index is not None:
+        return device
+    count = torch.cuda.device_count() if gpu_count is None else gpu_count
+    return torch.device("cuda", worker % max(1, count))
 
 
 def synchronize(device: torch.device) -> None:

@@ -150,7 +150,7 @@ def evaluate(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int 
              compile_model: bool = False, measure: bool = True) -> EvalResult:
     """Train ``spec`` briefly under ``budget`` and score it; never raises for a bad candidate.
 
-    ``rung_hook(rung, step, val_loss) -> bool`` runs at ``budget.rungs`` and may stop the run.
+    ``rung_hook(rung, step, val_loss) -> reason | None`` runs at the budget's rungs; a reason stops the run.
     ``artifacts_dir`` receives ``samples.png`` (a grid of FID-proxy samples).
     ``measure=False`` skips the throughput timing (e.g. when the caller measured it already).
     """

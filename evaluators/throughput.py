@@ -30,8 +30,8 @@ from torch import nn
 from evaluators.device import resolve_device, synchronize
 from nas.errors import ConfigError, close_match_hint
 
-__all__ = ["CONTENDED_FACTOR", "DTYPES", "ThroughputReport", "measure_throughput", "sampling_cost", "timing_figures",
-           "uncontended"]
+__all__ = ["CONTENDED_FACTOR", "DTYPES", "TIMING_CAP_S", "ThroughputReport", "measure_throughput", "sampling_cost",
+           "timing_figures", "uncontended"]
 
 # Evaluation dtypes; bfloat16 runs under torch.autocast so the weights stay float32.
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -137,20 +137,34 @@ def _timed(fn: Callable[[], Any], device: torch.device, iters: int) -> float:
 
 
 def _repeat_times(fn: Callable[[], Any], device: torch.device, *, warmup: int, repeats: int,
-                  min_time_s: float) -> tuple[list[float], int]:
+                  min_time_s: float, max_repeats: int | None = None, target_spread: float = 0.03,
+                  max_seconds: float = float("inf")) -> tuple[list[float], int]:
     """Per-call seconds for each repeat, and the calls per repeat.
 
     Warm-up calls are timed one by one; the last one sets how many calls a repeat makes so that
     it lasts at least ``min_time_s`` (fast networks would otherwise be measured at the timer's and
     the synchronisation's resolution).  Without warm-up a repeat is a single call.
+
+    With ``max_repeats`` above ``repeats`` the count adapts: after ``repeats`` repeats, more are
+    taken until the uncontended repeats agree within ``target_spread`` of their median, or
+    ``max_repeats`` are done, or ``max_seconds`` have passed.
     """
+    started = time.perf_counter()
     last = 0.0
     for _ in range(warmup):
         last = _timed(fn, device, 1)
     iters = max(1, math.ceil(min_time_s / last)) if (min_time_s > 0 and last > 0) else 1
-    return [_timed(fn, device, iters) / iters for _ in range(repeats)], iters
+    times = [_timed(fn, device, iters) / iters for _ in range(repeats)]
+    while max_repeats is not None and len(times) < max_repeats and time.perf_counter() - started < max_seconds:
+        kept, _ = uncontended(times)
+        if (max(kept) - min(kept)) <= target_spread * statistics.median(kept):
+            break
+        times.append(_timed(fn, device, iters) / iters)
+    return times, iters
 
 
+# The most a throughput (or latency) measurement takes, so that timing never makes a candidate slow.
+TIMING_CAP_S = 3.0
 # A repeat slower than this multiple of the fastest one was contended (the machine was busy
 # elsewhere for part of it: contention only ever adds time) and is left out of the headline.
 CONTENDED_FACTOR = 1.25
@@ -216,6 +230,8 @@ def measure_throughput(
     warmup: int = 2,
     min_time_s: float = 0.01,
     num_threads: int | None = None,
+    max_repeats: int | None = None,
+    max_seconds: float = float("inf"),
 ) -> ThroughputReport:
     """Measure images/s of one denoiser evaluation at ``batch_size`` and latency at batch 1.
 
@@ -256,15 +272,16 @@ def measure_throughput(
         x, t = _example_inputs(shape, batch_size, dev)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
+        adapt = {"max_repeats": max_repeats, "max_seconds": max_seconds}
         times, iters = _repeat_times(lambda: model(x, t), dev, warmup=warmup, repeats=repeats,
-                                     min_time_s=min_time_s)
+                                     min_time_s=min_time_s, **adapt)
         peak = torch.cuda.max_memory_allocated(dev) / _MIB if dev.type == "cuda" else None
         if batch_size == 1:
             lat_times, lat_iters = times, iters
         else:
             x1, t1 = _example_inputs(shape, 1, dev)
             lat_times, lat_iters = _repeat_times(lambda: model(x1, t1), dev, warmup=warmup,
-                                                 repeats=repeats, min_time_s=min_time_s)
+                                                 repeats=repeats, min_time_s=min_time_s, **adapt)
 
     kept, contended = uncontended(times)
     lat_kept, _ = uncontended(lat_times)
@@ -283,7 +300,7 @@ def measure_throughput(
         dtype=dtype,
         batch_size=batch_size,
         input_shape=shape,
-        repeats=repeats,
+        repeats=len(times),
         warmup=warmup,
         iters_per_repeat=iters,
         latency_iters_per_repeat=lat_iters,
@@ -296,13 +313,15 @@ def timing_figures(model: nn.Module, *, input_shape: tuple[int, int, int], batch
                    device: torch.device, dtype: str, num_threads: int | None,
                    min_repeat_s: float = 0.05) -> dict[str, Any]:
     """The gate's timing figures by metric name (``throughput``, ``latency_ms``, ``peak_mem_mb``,
-    ``sample_seconds``) plus how they were measured, from :func:`measure_throughput` (5 repeats of
-    at least ``min_repeat_s`` after a warm-up, contended repeats left out) with ``num_threads`` CPU
-    threads."""
+    ``sample_seconds``) plus how they were measured, from :func:`measure_throughput` with
+    ``num_threads`` CPU threads: after a warm-up, repeats of at least ``min_repeat_s``, 3 of them
+    and more until the uncontended ones agree within 3% (at most 15, at most
+    :data:`TIMING_CAP_S` seconds for each of the two batch sizes), contended repeats left out."""
     # Long enough repeats: a short burst elsewhere on the machine then spoils one repeat, which the
-    # headline leaves out, rather than the figure.
+    # headline leaves out, rather than the figure; a quiet machine stops after 3.
     report = measure_throughput(model, input_shape=input_shape, batch_size=batch_size, device=device, dtype=dtype,
-                                repeats=5, warmup=1, num_threads=num_threads, min_time_s=min_repeat_s)
+                                repeats=3, warmup=1, num_threads=num_threads, min_time_s=min_repeat_s,
+                                max_repeats=15, max_seconds=TIMING_CAP_S)
     return {
         "throughput": report.images_per_s,
         "latency_ms": report.latency_ms,
@@ -310,6 +329,7 @@ def timing_figures(model: nn.Module, *, input_shape: tuple[int, int, int], batch
         "throughput_spread": list(report.images_per_s_spread),
         "throughput_raw": report.images_per_s_raw,
         "contended_repeats": report.contended_repeats,
+        "timing_repeats": report.repeats,
         "timing_threads": report.num_threads,
         "sample_seconds": sampling_cost(report, steps=sample_steps)["seconds_per_image"],
     }

@@ -26,8 +26,8 @@ from nas.diffusion import GaussianDiffusion
 
 __all__ = ["RungHook", "TrainOutcome", "TrainState", "is_oom", "train"]
 
-# hook(rung_index, step, val_loss) -> True to stop the run at this rung.
-RungHook = Callable[[int, int, float], bool]
+# hook(rung_index, step, val_loss) -> why to stop the run at this rung (a reason), or None to go on.
+RungHook = Callable[[int, int, float], str | None]
 
 
 def is_oom(err: BaseException) -> bool:
@@ -90,7 +90,7 @@ def learning_rate(step: int, budget: Budget) -> float:
 
 def rung_steps(budget: Budget) -> list[int]:
     """The steps after which rung hooks run (distinct, in order, before the last step)."""
-    steps = sorted({max(1, round(budget.steps * r)) for r in budget.rungs})
+    steps = sorted({max(1, round(budget.steps * r)) for r in budget.rung_fractions})
     return [s for s in steps if s < budget.steps]
 
 
@@ -150,8 +150,10 @@ def train(state: TrainState, diffusion: GaussianDiffusion, images: Tensor, *, bu
             outcome.rung_seconds += time.perf_counter() - rung_started
             index = rungs.index(state.step)
             outcome.rungs.append({"rung": index, "step": state.step, "val_loss": val})
-            if rung_hook(index, state.step, val):  # type: ignore[misc]
-                outcome.status, outcome.reason = "pruned", f"stopped at rung {index} (step {state.step})"
+            why = rung_hook(index, state.step, val)  # type: ignore[misc]
+            if why:
+                outcome.status = "pruned"
+                outcome.reason = f"stopped at rung {index} (step {state.step}, held-out loss {val:.4g}): {why}"
                 break
     outcome.steps = state.step
     return outcome

@@ -80,6 +80,8 @@ _ALL = (
            source="gate"),
     Metric("contended_repeats", "repeats", "timing repeats left out as contended (slower than 1.25x the fastest)",
            source="gate"),
+    Metric("timing_repeats", "repeats", "timed repeats of the throughput measurement (adaptive: 3 to 15)",
+           source="gate"),
     Metric("timing_threads", "threads", "torch CPU threads of the timing (one on the CPU; none on CUDA)",
            source="gate"),
     Metric("torch_threads", "threads", "torch CPU threads the candidate trained with (the thread policy)",

@@ -71,6 +71,31 @@ def _constraint_lines(trial: FrozenTrial, limits: dict[str, float]) -> list[str]
     return lines
 
 
+def _last_rung(attrs: dict[str, Any]) -> tuple[int, float] | None:
+    from nas.scheduling import rung_values
+
+    values = rung_values(attrs)
+    return max(values.items()) if values else None
+
+
+def _unfinished_table(names: list[str], study: optuna.Study, attrs: dict[str, Any]) -> list[str]:
+    """What a stopped or failed trial measured before it ended: its last rung's held-out loss and
+    the gate's figures; the rest is named as not computed."""
+    rung = _last_rung(attrs)
+    lines = ["| objective | value | unit | direction |", "|---|---:|---|---|"]
+    for name, direction in zip(names, study.directions, strict=False):
+        metric = METRICS.get(name)
+        value = attrs.get(name)
+        if name == "val_loss" and rung is not None:
+            shown = f"{_number(rung[1])} (at rung {rung[0]}, on the rung's held-out images)"
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            shown = _number(value)
+        else:
+            shown = "(not computed: the trial ended before scoring)"
+        lines.append(f"| {name} | {shown} | {metric.unit if metric else ''} | {_better(direction.name.lower())} |")
+    return [*lines, ""]
+
+
 def trial_note(study: optuna.Study, trial: FrozenTrial, *, front: set[int], knee: int | None,
                limits: dict[str, float] | None = None) -> str:
     """The markdown note of one finished trial (see the module docstring)."""
@@ -99,6 +124,8 @@ def trial_note(study: optuna.Study, trial: FrozenTrial, *, front: set[int], knee
             lines.append(f"| {name} | {shown} | {metric.unit if metric else ''} | "
                          f"{_better(direction.name.lower())} |")
         lines.append("")
+    elif trial.state in (TrialState.PRUNED, TrialState.FAIL):
+        lines += _unfinished_table(names, study, attrs)
     if status == "infeasible":
         lines += [*_constraint_lines(trial, limits or {}), ""]
     reason = attrs.get("reason")

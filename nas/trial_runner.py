@@ -51,7 +51,7 @@ from evaluators.training import RungHook
 from nas.errors import ConfigError
 from nas.gate import Gate, GateResult
 from nas.metrics import TRIAL_METRICS
-from nas.pruning import ParetoRungRule, rung_key
+from nas.scheduling import StoppingRule, rung_key
 from nas.space import SearchSpace
 from nas.spec import UNetSpec
 from nas.study import FAILED_STATUSES, SPEC_ATTR
@@ -95,7 +95,7 @@ class TrialRunner:
     gate: Callable[[UNetSpec], GateResult]
     evaluate: Evaluate
     no_skill: NoSkill
-    rule: ParetoRungRule | None = None
+    rule: StoppingRule | None = None
     seed: int = 0
     budget_name: str = ""
     artifact_store: FileSystemArtifactStore | None = None
@@ -103,7 +103,7 @@ class TrialRunner:
 
     @classmethod
     def for_search(cls, context: RunContext, study: optuna.Study, *, eval_context: EvalContext,
-                   rule: ParetoRungRule | None = None, on_rung: RungListener | None = None) -> TrialRunner:
+                   rule: StoppingRule | None = None, on_rung: RungListener | None = None) -> TrialRunner:
         """The search's runner: the timed gate and the proxy evaluator on ``eval_context``'s data,
         artifacts under ``context.artifacts_dir``."""
         from evaluators.no_skill import no_skill_scores
@@ -195,15 +195,13 @@ class TrialRunner:
         trial.set_user_attr("feasible", gate.feasible)
 
     def _rung_hook(self, trial: optuna.Trial) -> RungHook:
-        def hook(rung: int, step: int, val_loss: float) -> bool:
+        def hook(rung: int, step: int, val_loss: float) -> str | None:
             trial.set_user_attr(rung_key(rung), val_loss)
             if self.on_rung is not None:
                 self.on_rung(rung, step, val_loss)
             if self.rule is None:
-                return False
-            attrs = trial.user_attrs
-            return self.rule.check(self.study, trial.number, rung, val_loss, attrs.get("throughput", 0.0),
-                                   attrs.get("params", 0.0))
+                return None
+            return self.rule.check(self.study, trial.number, rung, val_loss, trial.user_attrs)
 
         return hook
 

@@ -25,7 +25,7 @@ PACKAGES = ("nas", "evaluators")
 MAX_LINES = 400
 # The search's orchestration, which the evaluator must not know about (DESIGN.md, "The pipeline").
 ORCHESTRATION = ("nas.search", "nas.backends", "nas.trial_runner", "nas.context", "nas.study", "nas.samplers",
-                 "nas.pruning", "nas.gate", "nas.pareto", "nas.reports", "nas.export", "nas.train")
+                 "nas.scheduling", "nas.gate", "nas.pareto", "nas.reports", "nas.export", "nas.train")
 NO_TORCH = ("nas.samplers", "nas.front", "nas.metrics", "nas.errors", "nas.io")
 # Optuna has no public name for these; each is imported by exactly one of our modules.
 THIRD_PARTY_PRIVATE = {"optuna._hypervolume": "nas.front", "optuna.storages._heartbeat": "nas.study",

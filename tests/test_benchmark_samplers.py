@@ -20,9 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = "benchmarks/sampler_efficiency.py"
 SAMPLERS = ["random", "nsga2", "tpe", "evolution", "rl"]
 STATS = {"mean", "std", "min", "max"}
-EARLY_KEYS = {"steps_without", "steps_with", "steps_saved_share", "train_seconds_without", "train_seconds_with",
-              "eval_seconds_without", "eval_seconds_with", "hv_without", "hv_with", "hv_cost", "pruned_trials",
-              "curve_with", "cum_steps_without", "cum_steps_with", "hv_without_at_equal_steps"}
+EARLY_KEYS = {"steps_without", "steps_with", "steps_with_share", "steps_saved_share", "train_seconds_without",
+              "train_seconds_with", "eval_seconds_without", "eval_seconds_with", "hv_without", "hv_with", "hv_kept",
+              "hv_cost", "pruned_trials", "curve_with", "cum_steps_without", "cum_steps_with",
+              "hv_without_at_equal_steps"}
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -40,7 +41,7 @@ def test_quick_build_and_replay(tmp_path: Path) -> None:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 4
     for key in ("digest", "budget", "base_channels", "level1.conv", "status", "feasible", "val_loss", "fid_proxy",
-                "throughput", "params", "macs", "rung0_step", "rung0_val_loss", "rung1_val_loss", "steps",
+                "throughput", "params", "macs", "loss_at_step_1", "loss_at_step_2", "steps",
                 "train_seconds", "eval_seconds"):
         assert key in rows[0], key
     assert {r["budget"] for r in rows} == {"smoke"}
@@ -67,14 +68,16 @@ def test_quick_build_and_replay(tmp_path: Path) -> None:
         reach = summary["trials_to_reach_random_final"]
         assert reach is None or 1 <= reach <= trials
         assert sum(summary["states"].values()) == trials * len(seeds)
-    early = data["early_stopping"]["samplers"]
-    assert list(early) == ["random", "evolution"]
-    for summary in early.values():
-        assert set(summary) == EARLY_KEYS
-        assert len(summary["curve_with"]) == trials
-    # The README rows: two markdown tables (header, rule, one row per sampler).
+    early = data["early_stopping"]["replays"]
+    assert list(early) == ["pareto", "halving"] == list(data["early_stopping"]["layouts"])
+    for by_sampler in early.values():
+        assert list(by_sampler) == ["random", "evolution"]
+        for summary in by_sampler.values():
+            assert set(summary) == EARLY_KEYS
+            assert len(summary["curve_with"]) == trials
+    # The README rows: two markdown tables (header, rule, one row per sampler / per layout and sampler).
     table = [line for line in proc.stdout.splitlines() if line.startswith("|")]
-    assert len(table) == (2 + len(SAMPLERS)) + (2 + len(early))
+    assert len(table) == (2 + len(SAMPLERS)) + (2 + 2 * 2)
 
 
 def test_bad_input_is_an_argparse_error() -> None:

@@ -60,14 +60,16 @@ def test_same_seed_gives_identical_metrics(context: EvalContext) -> None:
 def test_rung_hook_sees_losses_and_can_stop(context: EvalContext) -> None:
     seen = []
 
-    def hook(rung: int, step: int, val_loss: float) -> bool:
+    def hook(rung: int, step: int, val_loss: float) -> str | None:
         seen.append((rung, step, val_loss))
-        return rung == 1
+        return "the test stops it" if rung == 1 else None
 
     budget = dataclasses.replace(SMOKE, steps=8, rungs=(0.25, 0.5))
     result = evaluate(SMALL, budget=budget, context=context, rung_hook=hook)
     assert [(r, s) for r, s, _ in seen] == [(0, 2), (1, 4)]
     assert result.status == "pruned" and result.steps == 4
+    assert result.reason.startswith("stopped at rung 1 (step 4, held-out loss ") and result.reason.endswith(
+        "): the test stops it")
     assert result.val_loss is not None and result.fid_proxy is None  # scored, but not sampled
     assert [r["val_loss"] for r in result.rungs] == [v for _, _, v in seen]
 

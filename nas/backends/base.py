@@ -37,11 +37,12 @@ Progress = Callable[["StudyCounts"], None]
 @dataclass(frozen=True, kw_only=True)
 class SearchJob:
     """What every backend is asked for: how many finished trials, proposed by which sampler,
-    with or without early stopping, starting no trial after ``deadline`` (a ``time.time()`` value)."""
+    stopped early by which rule (:data:`nas.scheduling.RULES`), starting no trial after
+    ``deadline`` (a ``time.time()`` value)."""
 
     trials: int
     sampler: str = "evolution"
-    prune: bool = True
+    stopping: str = "halving"
     deadline: float | None = None
 
 
@@ -66,10 +67,15 @@ class Backend(abc.ABC):
     @contextlib.contextmanager
     def session(self, device: str) -> Iterator[torch.device]:
         """Start what the backend needs and yield the device type trials train on; ``device`` is
-        the user's ``--device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``)."""
+        the user's ``--device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``).  ``auto`` and ``cuda``
+        give CUDA without an index: each worker then takes its GPU
+        (:func:`evaluators.device.worker_device`)."""
+        import torch
+
         from evaluators.device import pick_device
 
-        yield pick_device(device, key="--device")
+        chosen = pick_device(device, key="--device")
+        yield torch.device("cuda") if chosen.type == "cuda" and device in ("auto", "cuda") else chosen
 
     @abc.abstractmethod
     def run(self, context: RunContext, job: SearchJob, *, progress: Progress | None = None) -> BackendRun:

@@ -40,17 +40,19 @@ def worker_loop(context: RunContext, job: SearchJob, worker: int = 0, *, workers
     import torch
 
     from evaluators.contention import choose_threads
+    from evaluators.device import worker_device
     from evaluators.proxy import EvalContext
     from nas.notes import write_trial_note
-    from nas.pruning import ParetoRungRule
+    from nas.scheduling import make_rule
     from nas.trial_runner import TrialRunner
 
+    context = context.on_device(worker_device(context.device, worker))  # its GPU, when several share some
     study = context.open_study(job.sampler, worker=worker)
     data = context.space.data
     eval_context = EvalContext.load(dataset=data.dataset, image_size=data.image_size, channels=data.channels,
                                     device=context.device, seed=0)
     runner = TrialRunner.for_search(context, study, eval_context=eval_context,
-                                    rule=ParetoRungRule() if job.prune else None)
+                                    rule=make_rule(job.stopping, eta=context.budget.eta))
     done = 0
     cpu = context.device.type == "cpu"
     while True:

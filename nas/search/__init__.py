@@ -38,7 +38,7 @@ class SearchSettings:
     threads: int | None = None  # torch CPU threads per worker; None: chosen per trial from the free cores
     device: str = "auto"
     out: str = "results"
-    prune: bool = True
+    stopping: str = "halving"  # nas.scheduling.RULES: halving, pareto or none
     timeout: float | None = None  # seconds after which no trial starts
     backend: str = "optuna"
     # --backend ray
@@ -90,7 +90,10 @@ def run_search(settings: SearchSettings, *, backend: Backend | None = None, prog
     space = load_space(settings.space)  # parsed once for the whole run
     if settings.budget is not None:
         check_budget_name(space, settings.budget)  # before a backend starts anything
-    job = SearchJob(trials=settings.trials, sampler=settings.sampler, prune=settings.prune,
+    from nas.scheduling import make_rule
+
+    make_rule(settings.stopping)  # an unknown name fails before anything starts
+    job = SearchJob(trials=settings.trials, sampler=settings.sampler, stopping=settings.stopping,
                     deadline=time.time() + settings.timeout if settings.timeout else None)
     with backend.session(settings.device) as device:
         context = RunContext.resolve(space=space, budget=settings.budget, device=device, storage=settings.storage,

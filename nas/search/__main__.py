@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The search's flags, with defaults shown in ``--help``."""
     from nas.backends import BACKENDS
     from nas.samplers import sampler_names
+    from nas.scheduling import RULES
 
     parser = ArgumentParser(prog="python -m nas.search", description=__doc__.split("\n\n")[0])
     parser.add_argument("--space", default="light.yaml", help="a space file or a bundled name (light.yaml)")
@@ -39,7 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "other processes leave free)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--out", default="results", help="results directory")
-    parser.add_argument("--no-prune", action="store_true", help="turn off multi-objective early stopping")
+    parser.add_argument("--stopping", default="halving", choices=RULES,
+                        help="early stopping at the evaluator's rungs: halving (multi-objective successive "
+                        "halving, eta from the budget), pareto (the rule before), none")
+    parser.add_argument("--no-prune", action="store_true", help="the same as --stopping none")
     ray = parser.add_argument_group("Ray Tune backend (--backend ray; see nas.backends.ray_tune)")
     ray.add_argument("--backend", default="optuna", choices=BACKENDS,
                      help="optuna: worker processes on this machine; ray: trials scheduled by Ray Tune")
@@ -63,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = SearchSettings(space=args.space, trials=args.trials, sampler=args.sampler, budget=args.budget,
                               storage=args.storage, study_name=args.study_name, seed=args.seed,
                               workers=args.workers, threads=args.threads, device=args.device, out=args.out,
-                              prune=not args.no_prune,
+                              stopping="none" if args.no_prune else args.stopping,
                               timeout=args.timeout, backend=args.backend, address=args.address,
                               cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                               max_concurrent=args.max_concurrent)

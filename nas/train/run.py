@@ -63,7 +63,7 @@ def run_training(settings: RunSettings, out: str | Path, *, device: str = "auto"
     started = time.perf_counter()
     out = Path(out)
     spec = UNetSpec.from_dict(settings.spec, source=settings.config)
-    budget = dataclasses.replace(Budget(**{**settings.budget, "rungs": tuple(settings.budget["rungs"])}),
+    budget = dataclasses.replace(Budget(**settings.budget),
                                  steps=settings.steps, batch_size=settings.batch_size)
     context = EvalContext.load(dataset=settings.dataset, image_size=spec.image_size, channels=spec.in_channels,
                                device=device, seed=0, fid=budget.fid_samples > 0)

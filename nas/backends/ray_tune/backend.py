@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nas.backends.base import Backend, BackendRun, Progress, SearchJob
-from nas.backends.ray_tune.session import check_fits, is_local, make_scheduler, ray_session
+from nas.backends.ray_tune.session import check_fits, is_local, ray_session
 from nas.errors import ConfigError
 from nas.study import count
 
@@ -48,7 +48,9 @@ class RayBackend(Backend):
     ``address``: the cluster to join (None: ``$RAY_ADDRESS``, else a private local Ray);
     ``cpus_per_trial`` / ``gpus_per_trial``: what Ray reserves per trial (GPUs default to 1 where
     the cluster has any, else 0); ``max_concurrent``: trials at once (None: as many as fit).
-    ``scheduler`` replaces the default (ASHA at the rungs, or none without early stopping);
+    Early stopping is the search's own rule (``--stopping``, :mod:`nas.scheduling`), applied inside
+    each trial against the study, as in the local backend; ``scheduler`` adds a Ray Tune scheduler
+    on top (none by default: Ray's own are loss-only);
     ``trainable`` replaces :func:`~nas.backends.ray_tune.trainable.ray_trial` (called as
     ``trainable(config, context=..., cpus=...)``; wrappers can add behaviour around it).
     """
@@ -109,8 +111,6 @@ class RayBackend(Backend):
             log.warning("note: workers on every node record their trials in the storage; with several nodes use "
                         "PostgreSQL (--storage postgresql+psycopg://...), or a path on a file system all nodes share")
         scheduler = self.scheduler
-        if scheduler is None and job.prune:
-            scheduler = make_scheduler(context.budget)
         client = ray.util.client.ray.is_connected()  # Tune moves the search loop to the head node
         searcher = StudySearcher(context, trials=job.trials, sampler=job.sampler, deadline=job.deadline,
                                  stopper=type(scheduler).__name__ if scheduler is not None else "Ray")
@@ -122,7 +122,7 @@ class RayBackend(Backend):
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         gpus = float(self.gpus_per_trial or 0.0)
         fn = tune.with_resources(tune.with_parameters(self.trainable or ray_trial, context=context,
-                                                      cpus=self.cpus_per_trial),
+                                                      cpus=self.cpus_per_trial, stopping=job.stopping),
                                  {"cpu": self.cpus_per_trial, "gpu": gpus})
         tuner = tune.Tuner(
             fn,

@@ -1,15 +1,10 @@
-"""Starting or joining Ray, sizing trials to it, and the early-stopping scheduler under Ray.
+"""Starting or joining Ray, and sizing trials to it.
 
 Without an address (and no ``RAY_ADDRESS``) a private local Ray sized to this machine is started
 with token authentication off (``RAY_AUTH_MODE=disabled`` unless already set) and shut down at
 the end.  ``auto`` or ``HOST:PORT`` joins a running cluster from one of its nodes;
 ``ray://HOST:PORT`` connects a Ray Client.  A cluster with token authentication needs the token
 in ``RAY_AUTH_TOKEN`` (or ``~/.ray/auth_token``) and ``RAY_AUTH_MODE=token``.
-
-Early stopping is Ray's: ASHA (Li et al. 2020, "A System for Massively Parallel Hyperparameter
-Tuning") on the held-out loss at the evaluator's rungs, clocked by rung number.  It looks at the
-loss only, so unlike the local backend's Pareto rung rule it may stop a fast candidate whose loss
-lags.
 """
 
 from __future__ import annotations
@@ -18,20 +13,12 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nas.errors import ConfigError
 
-if TYPE_CHECKING:
-    from ray.tune.schedulers import TrialScheduler
+__all__ = ["LOCAL_OBJECT_STORE_BYTES", "RUNG_KEY", "check_fits", "is_local", "ray_session"]
 
-    from evaluators.budget import Budget
-
-__all__ = ["ASHA_REDUCTION_FACTOR", "LOCAL_OBJECT_STORE_BYTES", "RUNG_KEY", "check_fits", "is_local",
-           "make_scheduler", "ray_session"]
-
-# ASHA keeps the best 1/factor at each rung; 2 is mild, since the loss is only one of the objectives.
-ASHA_REDUCTION_FACTOR = 2
 # Trials exchange only small dicts; the default store (a share of RAM) can exhaust /dev/shm in containers.
 LOCAL_OBJECT_STORE_BYTES = 150 * 1024**2
 # Intermediate reports: ``RUNG_KEY`` counts the rungs passed (1, 2, ...), the scheduler's clock.
@@ -77,20 +64,3 @@ def check_fits(resources: dict[str, float], *, cpus: float, gpus: float) -> None
         if need > resources.get(name, 0):
             raise ConfigError(f"a trial asks for {need:g} {name}s, this machine's Ray has "
                               f"{resources.get(name, 0):g}", key=key)
-
-
-def make_scheduler(budget: Budget, *, reduction_factor: float = ASHA_REDUCTION_FACTOR) -> TrialScheduler | None:
-    """ASHA on ``val_loss`` at ``budget``'s rungs (None when the budget has no rungs).
-
-    The clock is the rung number (1, 2, ...): the evaluator reports the held-out loss only there.
-    The trial's final report carries no rung number, so ASHA never stops a finished trial.
-    """
-    from ray.tune.schedulers import ASHAScheduler
-
-    from evaluators.training import rung_steps
-
-    rungs = len(rung_steps(budget))
-    if rungs == 0:
-        return None
-    return ASHAScheduler(time_attr=RUNG_KEY, metric="val_loss", mode="min", max_t=rungs + 1, grace_period=1,
-                         reduction_factor=reduction_factor)

@@ -9,9 +9,10 @@ constraints, artifacts), so the two backends record identical trials.  Re-sugges
 reopened trial returns the decisions the driver stored (Optuna never samples a parameter a trial
 already has).
 
-At each of the evaluator's rungs the held-out loss goes to Ray with ``tune.report`` (a Ray
-scheduler such as ASHA, Li et al. 2020, may stop the trial there); the last report carries the
-trial's outcome, which the driver tells the study.  Tune's function trainables report
+At each of the evaluator's rungs the search's stopping rule decides, against the study, as in the
+local backend (a stopped trial ends PRUNED), and the held-out loss goes to Ray with
+``tune.report`` (a Ray scheduler a caller adds may stop the trial there too); the last report
+carries the trial's outcome, which the driver tells the study.  Tune's function trainables report
 synchronously: the worker waits at each report until the driver has decided, so a trial the
 scheduler stops exits at that rung and writes nothing more.
 
@@ -49,7 +50,7 @@ class _Worker:
     runner: TrialRunner
 
 
-_WORKERS: dict[tuple[str, str, str, int], _Worker] = {}
+_WORKERS: dict[tuple[str, str, str, int, str], _Worker] = {}
 
 
 def _report_rung(rung: int, step: int, val_loss: float) -> None:
@@ -59,9 +60,9 @@ def _report_rung(rung: int, step: int, val_loss: float) -> None:
     tune.report({RUNG_KEY: rung + 1, "step": step, "val_loss": val_loss})
 
 
-def worker_state(context: RunContext, *, cpus: float) -> _Worker:
+def worker_state(context: RunContext, *, cpus: float, stopping: str = "halving") -> _Worker:
     """The study handle and runner of this worker process for ``context``'s search (built once)."""
-    key = (context.storage_url, context.study_name, context.budget_name, context.seed)
+    key = (context.storage_url, context.study_name, context.budget_name, context.seed, stopping)
     cached = _WORKERS.get(key)
     if cached is not None:
         return cached
@@ -71,6 +72,7 @@ def worker_state(context: RunContext, *, cpus: float) -> _Worker:
 
     from evaluators.device import pick_device
     from evaluators.proxy import EvalContext
+    from nas.scheduling import make_rule
     from nas.study import make_storage, quiet_optuna
     from nas.trial_runner import TrialRunner
 
@@ -87,13 +89,15 @@ def worker_state(context: RunContext, *, cpus: float) -> _Worker:
     data = context.space.data
     eval_context = EvalContext.load(dataset=data.dataset, image_size=data.image_size, channels=data.channels,
                                     device=context.device, seed=0)
-    # No Pareto rule under Ray: its scheduler (ASHA by default) decides at the reported rungs.
-    runner = TrialRunner.for_search(context, study, eval_context=eval_context, on_rung=_report_rung)
+    # The search's own stopping rule, against the study, exactly as the local backend applies it;
+    # the rung reports still reach Ray (its logs, and a scheduler a caller adds).
+    runner = TrialRunner.for_search(context, study, eval_context=eval_context,
+                                    rule=make_rule(stopping, eta=context.budget.eta), on_rung=_report_rung)
     _WORKERS[key] = _Worker(study=study, runner=runner)
     return _WORKERS[key]
 
 
-def ray_trial(config: dict[str, Any], *, context: RunContext, cpus: float = 1.0) -> None:
+def ray_trial(config: dict[str, Any], *, context: RunContext, cpus: float = 1.0, stopping: str = "halving") -> None:
     """Ray Tune function trainable: run Optuna trial ``config["optuna_trial_id"]`` of ``context``'s study.
 
     Records where it ran (``ray_node_id``, ``ray_host`` as host:pid, ``ray_trial_id``) and how
@@ -103,7 +107,7 @@ def ray_trial(config: dict[str, Any], *, context: RunContext, cpus: float = 1.0)
     import ray
     from ray import tune
 
-    worker = worker_state(context, cpus=cpus)
+    worker = worker_state(context, cpus=cpus, stopping=stopping)
     trial = optuna.Trial(worker.study, int(config["optuna_trial_id"]))
     trial.set_user_attr("ray_attempts", int(trial.user_attrs.get("ray_attempts", 0)) + 1)
     trial.set_user_attr("ray_node_id", ray.get_runtime_context().get_node_id())
