@@ -49,7 +49,7 @@ from evaluators.datasets.base import safe_token
 from evaluators.frechet import feature_stats, frechet_distance, kid
 from evaluators.inception import InceptionFeatures, inception_weights_path
 from nas.errors import ConfigError, close_match_hint
-from nas.io import atomic_writer, file_lock
+from nas.io import CACHE_ENV, atomic_writer, cache_root, file_lock
 
 __all__ = [
     "CACHE_ENV",
@@ -65,14 +65,8 @@ __all__ = [
 ]
 
 FEATURE_KINDS = ("classifier", "random", "inception")
-CACHE_ENV = "UNET_NAS_CACHE"
 CACHE_VERSION = 1  # bump when the cached payload or the networks change
 _BATCH = 500
-
-
-def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """``cache_dir``, else ``$UNET_NAS_CACHE``, else ``~/.cache/unet-nas``."""
-    return Path(cache_dir or os.environ.get(CACHE_ENV) or "~/.cache/unet-nas").expanduser()
 
 
 class FidReference:

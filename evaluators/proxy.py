@@ -14,7 +14,9 @@ never raises for a bad candidate: the result's ``status`` is one of
 
 Overhead is reported honestly: ``overhead_seconds`` is the evaluation's wall time minus the time
 inside training steps, FID sampling and cost measurement (throughput timing and the MAC count),
-that is model build, held-out loss, feature extraction and bookkeeping; ``setup_seconds`` is the
+that is model build, held-out loss, feature extraction and bookkeeping (``scoring_seconds`` is the
+part of it that scores the objectives: the final held-out loss, the FID proxy's features and
+distances); ``setup_seconds`` is the
 once-per-process cost of loading data, the FID reference and its real-vs-real floor, which a
 search pays once, not per candidate.
 """
@@ -117,6 +119,7 @@ class EvalResult:
     rungs: list[dict[str, float]] = field(default_factory=list)
     train_seconds: float = 0.0
     sampling_seconds: float = 0.0
+    scoring_seconds: float = 0.0  # the final held-out loss and the FID proxy's features and distances
     timing_seconds: float = 0.0
     eval_seconds: float = 0.0
     overhead_seconds: float = 0.0
@@ -129,7 +132,7 @@ class EvalResult:
     budget: dict[str, Any] = field(default_factory=dict)
 
     TIMING_FIELDS = ("throughput", "throughput_spread", "latency_ms", "sample_seconds", "peak_mem_mb",
-                     "train_seconds", "sampling_seconds", "timing_seconds", "eval_seconds",
+                     "train_seconds", "sampling_seconds", "scoring_seconds", "timing_seconds", "eval_seconds",
                      "overhead_seconds", "overhead_fraction", "setup_seconds")
 
     def to_dict(self) -> dict[str, Any]:
@@ -244,8 +247,10 @@ def _run(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int, run
     _record_training(outcome, result, batch_size)
     if outcome.status not in ("ok", "pruned"):
         return
+    t0 = time.perf_counter()
     result.val_loss, result.val_loss_by_t = probe.loss(state.ema.model, diffusion, device=device,
                                                        precision=precision)
+    result.scoring_seconds += time.perf_counter() - t0
     if outcome.status == "pruned" or context.reference is None or budget.fid_samples == 0:
         return
     if clock() > deadline:
@@ -294,7 +299,9 @@ def sample_and_score(spec: UNetSpec, *, budget: Budget, context: EvalContext, di
     samples = torch.cat(chunks)
     synchronize(device)
     result.sampling_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
     scores = score_samples(samples, context.reference, seed=0)
+    result.scoring_seconds += time.perf_counter() - t0
     result.fid_proxy = float(scores["fid_proxy"])
     result.fid_floor = float(scores["fid_floor"])
     result.kid_mean = float(scores["kid_mean"])

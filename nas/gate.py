@@ -66,9 +66,10 @@ def static_costs(spec: UNetSpec) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ThroughputTiming:
-    """Times a freshly built network as the ``throughput`` metric defines (median of 5 repeats
-    after warm-up, synchronised, contended repeats left out), in the run's precision, on the CPU
-    with one thread (:mod:`evaluators.contention`)."""
+    """Times a freshly built network as the ``throughput`` metric defines (after warm-up, the
+    median of 3 to 15 synchronised repeats, more until they agree, at most about 3 s; contended
+    repeats left out), in the run's precision, on the CPU with one thread
+    (:mod:`evaluators.contention`).  This is the candidate's one timing: the evaluator reuses it."""
 
     budget: Budget
     device: torch.device

@@ -6,7 +6,7 @@ a temporary file in the same directory, is flushed and fsynced, and is then rena
 target, so a reader sees the old file or the complete new one, never a torn one, even after a
 power loss.  :func:`file_lock` is an exclusive inter-process lock (``filelock``), used where
 several workers must not do the same step at once (asking the study for a trial, building the
-FID reference).
+FID reference).  :func:`cache_root` is where computed-once files live.
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "atomic_writer", "file_lock", "json_default", "write_json"]
+__all__ = ["CACHE_ENV", "atomic_write", "atomic_writer", "cache_root", "file_lock", "json_default", "write_json"]
+
+CACHE_ENV = "UNET_NAS_CACHE"  # where what the tool computes once is kept (FID reference, decoded data)
+
+
+def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """``cache_dir``, else ``$UNET_NAS_CACHE``, else ``~/.cache/unet-nas``."""
+    return Path(cache_dir or os.environ.get(CACHE_ENV) or "~/.cache/unet-nas").expanduser()
 
 
 @contextlib.contextmanager

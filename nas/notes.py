@@ -190,20 +190,6 @@ def study_note(study: optuna.Study) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _handle(study: optuna.Study) -> optuna.Study:
-    # Notes are written through optuna.Trial handles; with a RandomSampler, building one for a
-    # finished trial runs no sampler bookkeeping.
-    return optuna.load_study(study_name=study.study_name, storage=study._storage,
-                             sampler=optuna.samplers.RandomSampler(seed=0))
-
-
-def _save(target: Any, body: str) -> None:
-    import optuna_dashboard
-
-    if optuna_dashboard.get_note(target) != body:  # unchanged notes are not rewritten
-        optuna_dashboard.save_note(target, body)
-
-
 def _front(study: optuna.Study) -> tuple[set[int], int | None]:
     from nas.pareto import front_trials, knee_trial
 
@@ -213,22 +199,25 @@ def _front(study: optuna.Study) -> tuple[set[int], int | None]:
 
 def write_trial_note(study: optuna.Study, number: int) -> None:
     """Write (or refresh) the note of finished trial ``number``."""
+    from nas.note_store import save_notes
+
     front, knee = _front(study)
-    handle = _handle(study)
-    trial = handle.get_trials(deepcopy=False)[number]
+    trial = study.get_trials(deepcopy=False)[number]
     limits = study.user_attrs.get("constraints") or {}
-    _save(optuna.Trial(handle, trial._trial_id), trial_note(study, trial, front=front, knee=knee, limits=limits))
+    save_notes(study._storage, study._study_id,
+               {trial._trial_id: trial_note(study, trial, front=front, knee=knee, limits=limits)})
 
 
 def write_notes(study: optuna.Study) -> str:
-    """Write the study's note and every finished trial's note; returns the study note."""
+    """Write the study's note and every finished trial's note (only those whose text changed);
+    returns the study note."""
+    from nas.note_store import save_notes
+
     front, knee = _front(study)
-    handle = _handle(study)
     limits = study.user_attrs.get("constraints") or {}
-    for trial in handle.get_trials(deepcopy=False):
-        if trial.state.is_finished():
-            _save(optuna.Trial(handle, trial._trial_id),
-                  trial_note(study, trial, front=front, knee=knee, limits=limits))
-    body = study_note(study)
-    _save(study, body)
+    bodies: dict[int | None, str] = {
+        trial._trial_id: trial_note(study, trial, front=front, knee=knee, limits=limits)
+        for trial in study.get_trials(deepcopy=False) if trial.state.is_finished()}
+    bodies[None] = body = study_note(study)
+    save_notes(study._storage, study._study_id, bodies)
     return body

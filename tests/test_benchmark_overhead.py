@@ -19,8 +19,10 @@ RUN_KEYS = {"backend": str, "budget": str, "workers": int, "trials": int, "wall_
             "evaluator_overhead_s": float, "other_s": float, "compute_share": float,
             "evaluator_overhead_share": float, "other_share": float, "overhead_share": float,
             "trial_span_s": float, "fixed_startup_s": float, "other_in_span_s": float,
-            "overhead_per_trial_s": float, "statuses": dict, "per_trial": list}
-TRIAL_KEYS = {"number", "state", "status", "duplicate_of", "compute_s", "eval_s", "outside_eval_s", "span_s"}
+            "overhead_per_trial_s": float, "scoring_s": float, "tool_overhead_share": float,
+            "tool_overhead_per_trial_s": float, "statuses": dict, "per_trial": list}
+TRIAL_KEYS = {"number", "state", "status", "duplicate_of", "compute_s", "scoring_s", "eval_s", "outside_eval_s",
+              "span_s"}
 
 
 @pytest.mark.slow
@@ -46,6 +48,9 @@ def test_quick_size_writes_json_and_plot(tmp_path: Path) -> None:
         # The three shares split the wall time (an identity of the decomposition, not a measurement).
         total = run["compute_share"] + run["evaluator_overhead_share"] + run["other_share"]
         assert abs(total - 1.0) < 1e-9
+        # Scoring is part of the evaluator's overhead; the tool cut counts it as work instead.
+        assert 0.0 <= run["scoring_s"] <= run["evaluator_overhead_s"] + 1e-9
+        assert run["tool_overhead_share"] <= run["overhead_share"]
     # The markdown table: a header, a rule and one row per run.
     table = [line for line in proc.stdout.splitlines() if line.startswith("|")]
     assert len(table) == 2 + len(runs)

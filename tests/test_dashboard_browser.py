@@ -38,7 +38,8 @@ def _browser() -> str:
 def test_the_dashboard_renders_the_front_the_plots_the_note_and_the_samples(tmp_path: Path) -> None:
     browser = _browser()
     assert search_main(["--space", str(TINY), "--budget", "tiny", "--trials", "6", "--out", str(tmp_path),
-                        "--device", "cpu", "--sampler", "random", "--seed", "0"]) == 0
+                        "--device", "cpu", "--sampler", "random", "--seed", "0",
+                        "--stopping", "none"]) == 0  # a stopped trial has no values to plot
     found = check(f"sqlite:///{tmp_path}/tiny.db", "tiny", tmp_path / "tiny" / "artifacts", tmp_path / "shots",
                   browser=browser)
     assert found["infeasible"] >= 1, "the study must hold an infeasible trial (their values broke the plots)"

@@ -170,3 +170,29 @@ def test_plots_name_units_and_direction_and_the_dashboard_command_runs_from_any_
     assert Path(dashboard_executable()).is_absolute()
     command = RunContext.resolve(space=TINY, budget="tiny", device="cpu", out=searched).dashboard_command()
     assert command.startswith(dashboard_executable()) and f"sqlite:///{searched}/tiny.db" in command
+
+
+def test_our_note_store_round_trips_through_the_dashboards_own_functions() -> None:
+    from nas.note_store import CHUNK_CHARS, read_note, save_notes
+
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    study.optimize(lambda t: (t.suggest_float("x", 0, 1), 1.0), n_trials=2)
+    storage, sid = study._storage, study._study_id
+    first, second = (optuna.Trial(study, t._trial_id) for t in study.trials)
+    long_body = "".join(f"line {i}\n" for i in range(700))  # three chunks
+    assert len(long_body) > 2 * CHUNK_CHARS
+
+    assert save_notes(storage, sid, {None: "# study", first._trial_id: long_body}) == 2
+    assert optuna_dashboard.get_note(study) == "# study" and optuna_dashboard.get_note(first) == long_body
+    assert optuna_dashboard.get_note(second) == ""
+    # A shorter note clears the chunks the longer one left, as the dashboard's own save does.
+    assert save_notes(storage, sid, {first._trial_id: "short", None: "# study"}) == 1  # the study note is unchanged
+    assert optuna_dashboard.get_note(first) == "short"
+    # Notes the dashboard wrote (a user editing one in the browser) are read, and versions go on from theirs.
+    optuna_dashboard.save_note(second, "edited in the dashboard")
+    attrs = storage.get_study_system_attrs(sid)
+    assert read_note(attrs, second._trial_id) == "edited in the dashboard"
+    version = attrs[f"dashboard:{second._trial_id}:note_ver"]
+    save_notes(storage, sid, {second._trial_id: "rewritten"})
+    assert optuna_dashboard.get_note(second) == "rewritten"
+    assert storage.get_study_system_attrs(sid)[f"dashboard:{second._trial_id}:note_ver"] == version + 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -226,3 +228,25 @@ def test_register_dataset(monkeypatch) -> None:
         register_dataset("toy", toy)
     data = load_dataset("toy", image_size=8, channels=1, held_out=0.3)
     assert data.train.shape == (7, 1, 8, 8) and data.key.startswith("toy-8px")
+
+
+def test_decoded_mnist_is_cached_on_disk_and_a_corrupt_cache_is_rebuilt(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from evaluators.datasets import builtin
+
+    monkeypatch.setenv("UNET_NAS_CACHE", str(tmp_path))
+    builtin._mnist_arrays.cache_clear()
+    try:
+        images, labels = builtin._mnist_arrays()
+        cached = list((tmp_path / "data").glob("mnist5k-*.npz"))
+        assert len(cached) == 1 and images.shape == (5000, 28, 28, 1) and images.dtype == np.uint8
+        decoded, decoded_labels = builtin._decode_mnist_csv(builtin.mnist_csv_path())
+        assert np.array_equal(images, decoded) and np.array_equal(labels, decoded_labels)
+        cached[0].write_bytes(b"not an npz file")  # a torn or foreign file is decoded again, not trusted
+        builtin._mnist_arrays.cache_clear()
+        again, again_labels = builtin._mnist_arrays()
+        assert np.array_equal(again, decoded) and np.array_equal(again_labels, decoded_labels)
+        with np.load(cached[0]) as data:
+            assert np.array_equal(data["images"], decoded)  # rewritten whole
+    finally:
+        builtin._mnist_arrays.cache_clear()

@@ -27,7 +27,7 @@ TINY = Path(__file__).parent / "data" / "tiny.yaml"
 def searched(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("search")
     argv = ["--space", str(TINY), "--budget", "tiny", "--trials", "6", "--out", str(out), "--device", "cpu",
-            "--sampler", "random"]
+            "--sampler", "random", "--stopping", "none"]  # export needs two trained trials, not the scheduler
     assert search_main(argv) == 0
     return out
 
