@@ -10,6 +10,9 @@ Each run is the search a user runs, as a fresh process timed from launch to exit
     python -m nas.search --space light.yaml --budget B --trials N --seed S --sampler random \\
         --out <tmp> --device cpu [--backend ray --max-concurrent W | --workers W]
 
+with Python's default bytecode caching, as a user's installation has (``--as-is-env`` keeps this
+machine's ``PYTHONDONTWRITEBYTECODE``; see :func:`search_env`),
+
 then its study (``<tmp>/light.db``) is opened and the wall time split into
 
 * compute: per trial ``train_seconds + sampling_seconds + timing_seconds`` (training steps, FID
@@ -18,7 +21,7 @@ then its study (``<tmp>/light.db``) is opened and the wall time split into
   then runs with ``measure=False``);
 * evaluator overhead: ``eval_seconds`` minus that compute (model build, held-out loss, feature
   extraction, bookkeeping inside :func:`evaluators.proxy.evaluate`), of which ``scoring_seconds``
-  scores the objectives (the final held-out loss, the FID proxy's features and distances);
+  scores (the held-out losses at the rungs and at the end, the FID proxy's features and distances);
 * other: ``wall - sum(eval_seconds) / workers``: process start and imports, data and FID
   reference loading, the sampler, storage writes, the cheap gate, artifacts and reports, and for
   Ray its start-up, actor start-up and shutdown.
@@ -45,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -83,6 +87,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="trials at once, in both backends")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="default: the size's (cpu; auto for gpu)")
+    parser.add_argument("--as-is-env", action="store_true",
+                        help="keep this machine's PYTHONDONTWRITEBYTECODE (default: Python's bytecode caching, "
+                             "as a user's installation has)")
     args = parser.parse_args(argv)
     if args.trials is not None and args.trials < 1:
         parser.error("--trials must be at least 1")
@@ -103,9 +110,24 @@ def search_command(*, backend: str, space: str, budget: str, trials: int, seed: 
     return cmd
 
 
-def timed_search(cmd: list[str]) -> float:
-    """Run ``cmd`` from the repository root; its wall seconds from launch to exit (raises on failure)."""
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}  # a private local Ray: no token
+def search_env(pycache: Path | None) -> dict[str, str]:
+    """The environment of the timed searches: a private local Ray (no token), and, given a
+    ``pycache`` folder, Python's default bytecode caching.  Some machines (this project's among
+    them) set ``PYTHONDONTWRITEBYTECODE=1``, which makes every process compile the project's own
+    modules again (about 1.6 s of start-up here); a user's installation caches them after the
+    first run.  The cache goes to ``pycache`` (``PYTHONPYCACHEPREFIX``), not into the checkout, and
+    is filled before the first timed run."""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    if pycache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "nas", "evaluators"], cwd=REPO, env=env,
+                       capture_output=True, check=True)
+    return env
+
+
+def timed_search(cmd: list[str], env: dict[str, str]) -> float:
+    """Run ``cmd`` from the repository root in ``env``; its wall seconds from launch to exit (raises on failure)."""
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
@@ -135,8 +157,8 @@ def trial_record(trial: Any) -> dict[str, Any]:  # an optuna FrozenTrial
     compute = 0.0 if reused else gate + sum(float(attrs.get(k) or 0.0)
                                             for k in ("train_seconds", "sampling_seconds", "timing_seconds"))
     evaluated = 0.0 if reused else gate + float(attrs.get("eval_seconds") or 0.0)
-    # Scoring the objectives (final held-out loss, FID features and distances) is inside the
-    # evaluator's overhead above; it is also reported on its own, for the tool-overhead cut.
+    # Scoring (held-out losses at the rungs and at the end, FID features and distances) is inside
+    # the evaluator's overhead above; it is also reported on its own, for the tool-overhead cut.
     scoring = 0.0 if reused else float(attrs.get("scoring_seconds") or 0.0)
     span = None
     if trial.datetime_start is not None and trial.datetime_complete is not None:
@@ -254,13 +276,15 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = output_dir(NAME, args.out)
     runs = []
     started = time.perf_counter()
+    pycache = None if args.as_is_env else Path(tempfile.mkdtemp(prefix="overhead-pycache-"))
+    env = search_env(pycache)
     for budget in budgets:
         trials = args.trials or size["trials"].get(budget, DEFAULT_TRIALS[budget])
         for backend in args.backends:
             with tempfile.TemporaryDirectory(prefix=f"overhead-{backend}-{budget}-") as tmp:
                 cmd = search_command(backend=backend, space=args.space, budget=budget, trials=trials,
                                      seed=args.seed, workers=args.workers, device=device, out=Path(tmp))
-                wall = timed_search(cmd)
+                wall = timed_search(cmd, env)
                 parts = decompose(load_trials(Path(tmp)), wall=wall, workers=args.workers)
             runs.append({"backend": backend, "budget": budget, "workers": args.workers, **parts})
             print(f"{backend} {budget}: {trials} trials, wall {wall:.1f} s, overhead {parts['overhead_share']:.1%}",
@@ -269,9 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     write_result(out_dir / f"{NAME}.json", {
         "size": args.size, "space": args.space, "sampler": SAMPLER, "seed": args.seed, "device": device,
         "workers": args.workers, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "bytecode_cache": pycache is not None,
         "total_seconds": time.perf_counter() - started, "runs": runs, "table": table,
     })
     plot(runs, out_dir / f"{NAME}.png")
+    if pycache is not None:
+        shutil.rmtree(pycache, ignore_errors=True)
     print(table)
     return 0
 

@@ -15,8 +15,8 @@ never raises for a bad candidate: the result's ``status`` is one of
 Overhead is reported honestly: ``overhead_seconds`` is the evaluation's wall time minus the time
 inside training steps, FID sampling and cost measurement (throughput timing and the MAC count),
 that is model build, held-out loss, feature extraction and bookkeeping (``scoring_seconds`` is the
-part of it that scores the objectives: the final held-out loss, the FID proxy's features and
-distances); ``setup_seconds`` is the
+part of it that scores: the held-out losses at the rungs and at the end, the FID proxy's features
+and distances); ``setup_seconds`` is the
 once-per-process cost of loading data, the FID reference and its real-vs-real floor, which a
 search pays once, not per candidate.
 """
@@ -119,7 +119,7 @@ class EvalResult:
     rungs: list[dict[str, float]] = field(default_factory=list)
     train_seconds: float = 0.0
     sampling_seconds: float = 0.0
-    scoring_seconds: float = 0.0  # the final held-out loss and the FID proxy's features and distances
+    scoring_seconds: float = 0.0  # held-out losses (at the rungs and the final one), FID features and distances
     timing_seconds: float = 0.0
     eval_seconds: float = 0.0
     overhead_seconds: float = 0.0
@@ -266,6 +266,7 @@ def _record_training(outcome: TrainOutcome, result: EvalResult, batch_size: int)
     result.curve = [[step, loss] for step, loss in outcome.curve]
     result.rungs = outcome.rungs
     result.train_seconds = outcome.train_seconds
+    result.scoring_seconds += outcome.rung_seconds  # the rungs' held-out losses: the scheduler's scoring
 
 
 def _measure(model: torch.nn.Module, spec: UNetSpec, budget: Budget, device: torch.device,

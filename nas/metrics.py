@@ -68,8 +68,8 @@ _ALL = (
     Metric("batch_size", "images", "training batch (half the budget's after an out-of-memory retry)"),
     Metric("train_seconds", "s", "time inside optimiser steps"),
     Metric("sampling_seconds", "s", "time generating the FID proxy's samples"),
-    Metric("scoring_seconds", "s", "time scoring the objectives: the final held-out loss, the FID proxy's "
-           "features and distances"),
+    Metric("scoring_seconds", "s", "time scoring: the held-out losses at the rungs and at the end, the FID "
+           "proxy's features and distances"),
     Metric("timing_seconds", "s", "time of the evaluator's own cost measurement (MAC count)"),
     Metric("eval_seconds", "s", "wall time of the evaluation", in_report=True),
     Metric("overhead_fraction", "fraction", "share of eval_seconds outside training, sampling and cost measurement"),

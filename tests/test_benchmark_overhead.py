@@ -35,6 +35,7 @@ def test_quick_size_writes_json_and_plot(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "overhead.json").read_text())
     for key in ("command", "machine", "date", "size", "sampler", "seed", "device", "workers", "runs", "table"):
         assert key in data
+    assert data["bytecode_cache"] is True  # timed as a user's installation runs (see search_env)
     assert data["size"] == "quick"
     runs = data["runs"]
     assert [(r["backend"], r["budget"]) for r in runs] == [("optuna", "smoke"), ("ray", "smoke")]

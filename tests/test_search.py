@@ -195,3 +195,28 @@ def test_dashboard_serves_the_study(finished: Path) -> None:
         assert b"base_channels" in get(f"/artifacts/{study_id}/{trial['trial_id']}/{names['spec.yaml']}")
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize("stopping", ["halving", "none"])
+def test_the_scheduler_stops_a_dominated_candidate_at_its_first_rung(tmp_path: Path, stopping: str) -> None:
+    # A search that has just begun, with one earlier candidate planted at rung 0 that is better on
+    # everything the rung knows (held-out loss and throughput): the next candidates are dominated.
+    assert main(search_args(tmp_path, "--seed", "3", trials=1)) == 0
+    study = load(tmp_path)
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.PRUNED,
+        user_attrs={"rung0_val_loss": 0.0, "throughput": 1e12, "status": "pruned", "reason": "planted by the test"}))
+    assert main(search_args(tmp_path, "--seed", "3", "--stopping", stopping, trials=4)) == 0
+    trained = [t for t in load(tmp_path).trials[2:] if t.user_attrs.get("status") not in ("infeasible", None)
+               and t.user_attrs.get("duplicate_of") is None]
+    assert trained, "seed 3 draws feasible candidates after the planted one"
+    for t in trained:
+        if stopping == "none":
+            assert t.state == TrialState.COMPLETE and t.user_attrs["steps"] == 4
+            continue
+        attrs = t.user_attrs
+        assert t.state == TrialState.PRUNED and attrs["status"] == "pruned"
+        assert attrs["steps"] == 2 and "rung0_val_loss" in attrs  # stopped at the rung, its loss kept
+        assert attrs["reason"].startswith("stopped at rung 0 (step 2, held-out loss ")
+        assert "successive halving: non-dominated rank" in attrs["reason"]
+        assert "fid_proxy" not in attrs  # a stopped candidate skips the scoring
