@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -110,17 +109,16 @@ def search_command(*, backend: str, space: str, budget: str, trials: int, seed: 
     return cmd
 
 
-def search_env(pycache: Path | None) -> dict[str, str]:
-    """The environment of the timed searches: a private local Ray (no token), and, given a
-    ``pycache`` folder, Python's default bytecode caching.  Some machines (this project's among
+def search_env(bytecode_cache: bool) -> dict[str, str]:
+    """The environment of the timed searches: a private local Ray (no token), and with
+    ``bytecode_cache`` Python's default bytecode caching.  Some machines (this project's among
     them) set ``PYTHONDONTWRITEBYTECODE=1``, which makes every process compile the project's own
     modules again (about 1.6 s of start-up here); a user's installation caches them after the
-    first run.  The cache goes to ``pycache`` (``PYTHONPYCACHEPREFIX``), not into the checkout, and
-    is filled before the first timed run."""
+    first run.  The project's modules are compiled into their ``__pycache__`` folders (ignored by
+    git) before the first timed run; installed packages have theirs already."""
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    if pycache is not None:
+    if bytecode_cache:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = str(pycache)
         subprocess.run([sys.executable, "-m", "compileall", "-q", "nas", "evaluators"], cwd=REPO, env=env,
                        capture_output=True, check=True)
     return env
@@ -276,8 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = output_dir(NAME, args.out)
     runs = []
     started = time.perf_counter()
-    pycache = None if args.as_is_env else Path(tempfile.mkdtemp(prefix="overhead-pycache-"))
-    env = search_env(pycache)
+    env = search_env(not args.as_is_env)
     for budget in budgets:
         trials = args.trials or size["trials"].get(budget, DEFAULT_TRIALS[budget])
         for backend in args.backends:
@@ -293,12 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     write_result(out_dir / f"{NAME}.json", {
         "size": args.size, "space": args.space, "sampler": SAMPLER, "seed": args.seed, "device": device,
         "workers": args.workers, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "bytecode_cache": pycache is not None,
+        "bytecode_cache": not args.as_is_env,
         "total_seconds": time.perf_counter() - started, "runs": runs, "table": table,
     })
     plot(runs, out_dir / f"{NAME}.png")
-    if pycache is not None:
-        shutil.rmtree(pycache, ignore_errors=True)
     print(table)
     return 0
 
