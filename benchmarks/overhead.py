@@ -11,7 +11,8 @@ Each run is the search a user runs, as a fresh process timed from launch to exit
         --out <tmp> --device cpu [--backend ray --max-concurrent W | --workers W]
 
 with Python's default bytecode caching, as a user's installation has (``--as-is-env`` keeps this
-machine's ``PYTHONDONTWRITEBYTECODE``; see :func:`search_env`),
+machine's ``PYTHONDONTWRITEBYTECODE``; see :func:`search_env`), after one untimed one-trial
+search per backend (a machine's first search compiles packages that ship without bytecode),
 
 then its study (``<tmp>/light.db``) is opened and the wall time split into
 
@@ -275,6 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     started = time.perf_counter()
     env = search_env(not args.as_is_env)
+    # Untimed one-trial searches first, one per backend: a machine's first search compiles
+    # installed packages that ship without bytecode and fills the disk cache, once per machine.
+    for backend in args.backends:
+        with tempfile.TemporaryDirectory(prefix=f"overhead-warm-up-{backend}-") as tmp:
+            timed_search(search_command(backend=backend, space=args.space, budget="smoke", trials=1, seed=args.seed,
+                                        workers=1, device=device, out=Path(tmp)), env)
     for budget in budgets:
         trials = args.trials or size["trials"].get(budget, DEFAULT_TRIALS[budget])
         for backend in args.backends:

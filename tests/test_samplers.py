@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
+from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from nas.errors import ConfigError
@@ -352,3 +353,26 @@ def test_pareto_helpers_on_a_hand_example() -> None:
     # Exact 2-D staircase area under (5, 5), strip by strip along x: 1*1 + 2*3 + 1*4 = 11.
     assert hypervolume(front, np.array([5.0, 5.0])) == pytest.approx(11.0)
     assert hypervolume(values, np.array([0.5, 0.5])) == 0.0
+
+
+def test_evolution_counts_stopped_trials_as_members_ranked_below_completed_ones() -> None:
+    # One completed candidate and three the scheduler stopped: with them the population is full
+    # and evolution starts; the completed one wins every tournament over the whole population.
+    choice = CategoricalDistribution([0, 1, 2, 3])
+    study = optuna.create_study(directions=["minimize", "minimize"],
+                                sampler=EvolutionSampler(seed=0, population_size=4, sample_size=4, min_completed=4))
+    study.add_trial(optuna.trial.create_trial(params={"x": 2}, distributions={"x": choice}, values=[1.0, 1.0]))
+    for x in (0, 1, 3):
+        study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED, params={"x": x},
+                                                  distributions={"x": choice}))
+    trial = study.ask()
+    trial.suggest_categorical("x", [0, 1, 2, 3])
+    assert set(study._storage.get_trial_system_attrs(trial._trial_id)[PARENTS_ATTR]) == {0}  # crossover: [0, 0]
+    # Stopped trials alone do not start evolution: there is nothing completed to rank them below.
+    lone = optuna.create_study(directions=["minimize", "minimize"],
+                               sampler=EvolutionSampler(seed=0, population_size=2, sample_size=2, min_completed=2))
+    for x in (0, 1):
+        lone.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED, params={"x": x}, distributions={"x": choice}))
+    trial = lone.ask()
+    trial.suggest_categorical("x", [0, 1, 2, 3])
+    assert PARENTS_ATTR not in lone._storage.get_trial_system_attrs(trial._trial_id)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from nas.errors import ConfigError
 from nas.front import crowding_distance, is_feasible, minimised, non_dominated_ranks
@@ -51,14 +51,15 @@ class EvolutionSampler(HistorySampler):
     Args:
         seed: base seed; the proposal of trial ``n`` depends only on ``(seed, n)`` and the
             trials stored before it.  ``None`` draws a fresh base seed.
-        population_size: how many of the most recent COMPLETE feasible trials form the
+        population_size: how many of the most recent COMPLETE feasible trials, and trials the
+            search's scheduler stopped (PRUNED, ranked below every completed one), form the
             population (aging: older ones leave it whatever their quality).
         sample_size: tournament size; larger means greedier parent selection.
         mutation_prob: per-decision mutation probability; default ``1 / number of decisions``.
             At least one decision is always mutated.
         crossover_prob: probability that a child is the uniform crossover of two parents.
-        min_completed: COMPLETE feasible trials needed before evolving; until then proposals
-            are uniformly random.  Default ``population_size``.
+        min_completed: population members (as above; at least one COMPLETE) needed before
+            evolving; until then proposals are uniformly random.  Default ``population_size``.
     """
 
     def __init__(
@@ -150,16 +151,26 @@ class EvolutionSampler(HistorySampler):
     ) -> _Plan | None:
         """Parents for ``trial`` from the aged population, or ``None`` while still random."""
         feasible = [t for t in completed_trials(study, all_trials) if is_feasible(t)]
-        if len(feasible) < self._min_completed:
+        # Candidates the search's scheduler stopped at a rung lost there against the others: they
+        # are evaluated members (ranked below every completed one), not holes in the history.
+        # Without them a search that stops half its candidates would stay random for twice as long.
+        stopped = [t for t in all_trials if t.state == TrialState.PRUNED and t.params]
+        members = sorted(feasible + stopped, key=lambda t: t.number)
+        if len(members) < self._min_completed or not feasible:
             return None
         # Aging: the most recent members by trial number, whatever their quality.
-        population = feasible[-self._population_size :]
-        values = minimised([t.values for t in population], study.directions)
-        ranks = non_dominated_ranks(values)
-        crowding = np.zeros(len(population))
-        for rank in np.unique(ranks):
-            members = ranks == rank
-            crowding[members] = crowding_distance(values[members])
+        population = members[-self._population_size :]
+        done = [t for t in population if t.state == TrialState.COMPLETE]
+        values = minimised([t.values for t in done], study.directions) if done else np.zeros((0, 1))
+        done_ranks = non_dominated_ranks(values) if done else np.zeros(0, dtype=int)
+        done_crowding = np.zeros(len(done))
+        for rank in np.unique(done_ranks):
+            chosen = done_ranks == rank
+            done_crowding[chosen] = crowding_distance(values[chosen])
+        worst = int(done_ranks.max()) + 1 if done else 0
+        by_number = {t.number: (int(r), float(c)) for t, r, c in zip(done, done_ranks, done_crowding, strict=True)}
+        ranks = np.array([by_number.get(t.number, (worst, 0.0))[0] for t in population])
+        crowding = np.array([by_number.get(t.number, (worst, 0.0))[1] for t in population])
 
         rng = trial_rng(self._seed, trial.number, "evolution:parents")
 
