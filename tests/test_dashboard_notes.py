@@ -7,7 +7,6 @@ import io
 import json
 import logging
 import math
-import shutil
 import threading
 import urllib.request
 from pathlib import Path
@@ -30,7 +29,6 @@ from nas.study import SPEC_ATTR, StudyCounts, finished_trials, trial_spec
 
 DATA = Path(__file__).parent / "data"
 TINY = DATA / "tiny.yaml"
-LEGACY = DATA / "legacy_tiny_study.db"  # written by the search before infeasible trials were finite
 
 
 def search(out: Path, *extra: str, trials: int = 6) -> int:
@@ -132,10 +130,27 @@ def test_spec_is_an_artifact_and_a_hidden_attribute_and_samples_come_first(searc
             assert image.width >= 8 * 28 * 4  # 8 columns of 28-pixel digits at 4x
 
 
-def test_a_study_written_before_these_changes_resumes_exports_and_reports(tmp_path: Path) -> None:
-    shutil.copy(LEGACY, tmp_path / "tiny.db")
+def write_legacy_study(source: optuna.Study, path: Path) -> None:
+    """``source`` as the search wrote studies before 2026-12: infeasible trials at infinite values,
+    the spec as a long user attribute, no hidden spec attribute, no notes, no artifacts."""
+    legacy = optuna.create_study(study_name=source.study_name, storage=f"sqlite:///{path}",
+                                 directions=source.directions)
+    legacy.set_metric_names(source.metric_names)
+    for key, value in source.user_attrs.items():
+        legacy.set_user_attr(key, value)
+    worst = [math.inf if d == optuna.study.StudyDirection.MINIMIZE else -math.inf for d in source.directions]
+    for t in source.trials:
+        legacy.add_trial(optuna.trial.create_trial(
+            state=t.state, values=worst if t.user_attrs.get("status") == "infeasible" else t.values,
+            params=t.params, distributions=t.distributions, user_attrs={**t.user_attrs, "spec": trial_spec(t)},
+            system_attrs={k: v for k, v in t.system_attrs.items() if k != SPEC_ATTR and not k.startswith("artifacts:")}))
+
+
+def test_a_study_written_before_these_changes_resumes_exports_and_reports(searched: Path, tmp_path: Path) -> None:
+    write_legacy_study(load(searched), tmp_path / "tiny.db")
     old = {t.number: t.values for t in load(tmp_path).trials}
-    assert any(math.isinf(v) for values in old.values() for v in values)  # the old way: infinite values
+    infeasible = [n for n, values in old.items() if values and any(math.isinf(v) for v in values)]
+    assert infeasible  # the old way: infinite values
     assert search(tmp_path, trials=8) == 0
     study = load(tmp_path)
     assert len(finished_trials(study)) == 8
@@ -146,7 +161,7 @@ def test_a_study_written_before_these_changes_resumes_exports_and_reports(tmp_pa
         target = tmp_path / f"{pick.replace(':', '')}.yaml"
         assert export_main(["--study", "tiny", "--results", str(tmp_path), "--pick", pick, "--out", str(target)]) == 0
         assert "spec:" in target.read_text()
-    assert "inf" in note_of(study, 0)  # an old infinite value is shown as it is, not hidden
+    assert "inf" in note_of(study, infeasible[0])  # an old infinite value is shown as it is, not hidden
     assert (tmp_path / "tiny" / "trials.csv").stat().st_size > 0
 
 
