@@ -66,6 +66,8 @@ def decision_values(space: Any, spec: Any) -> dict[str, Any]:
             index, key = name.removeprefix("level").split(".", 1)
             level = int(index)
             out[name] = getattr(spec.levels[level], key) if level < len(spec.levels) else None
+        elif name == "levels":  # the spec holds the levels themselves; the decision is their count
+            out[name] = len(spec.levels)
         else:
             out[name] = getattr(spec, name)
     return out
@@ -158,7 +160,7 @@ def evaluate_point(space: Any, spec: Any, budget: Any, budget_name: str, context
     return row
 
 
-def remeasure_throughput(space: Any, rows: list[dict[str, Any]], budget: Any, device: Any,
+def remeasure_throughput(specs: list[Any], rows: list[dict[str, Any]], budget: Any, device: Any,
                          rounds: int) -> None:
     """Set each trained row's ``throughput`` to the median of ``rounds`` interleaved measurements.
 
@@ -174,14 +176,14 @@ def remeasure_throughput(space: Any, rows: list[dict[str, Any]], budget: Any, de
     from evaluators.device import Precision
     from nas.gate import ThroughputTiming
 
-    specs = {s.digest(): s for s in space.enumerate()}
-    todo = [r for r in rows if r["status"] == "ok" and r["digest"] in specs]
+    by_digest = {s.digest(): s for s in specs}
+    todo = [r for r in rows if r["status"] == "ok" and r["digest"] in by_digest]
     samples: dict[str, list[float]] = {r["digest"]: [] for r in todo}
     timing = ThroughputTiming(budget=budget, device=device, precision=Precision.for_device(device))  # the gate's
     rng = np.random.default_rng(0)
     for _ in range(rounds):
         for index in rng.permutation(len(todo)):
-            spec = specs[todo[index]["digest"]]
+            spec = by_digest[todo[index]["digest"]]
             torch.manual_seed(0)
             samples[spec.digest()].append(timing(spec)["throughput"])
     for row in todo:
@@ -192,20 +194,57 @@ def remeasure_throughput(space: Any, rows: list[dict[str, Any]], budget: Any, de
         row["torch_threads"] = timing_threads(device) or torch.get_num_threads()
 
 
-def build_table(path: Path, space: Any, *, budget_name: str, points: int | None, device: str,
+def enumerated_points(space: Any, points: int | None) -> list[Any]:
+    """The first ``points`` points of the enumeration of ``space`` (None: all)."""
+    specs = list(space.enumerate())
+    return specs if points is None else specs[:points]
+
+
+def drawn_points(space: Any, feasible: int, *, seed: int = 0) -> list[Any]:
+    """A fixed draw from ``space``: distinct specs drawn uniformly per decision with ``seed``, in
+    draw order, until ``feasible`` of them pass the space's static constraints (params, MACs).
+
+    The draw is a prefix property: asking for more points returns the same points first and
+    then new ones, so a table built from a draw grows across runs without changing its rows.
+    Points that break a constraint are kept (the table records them as infeasible, as the
+    search's gate would) but do not count.
+    """
+    from nas.cost import static_costs
+
+    feasible_by_digest: dict[str, bool] = {}  # static costs are slow; the restarts reuse them
+    out: list[Any] = []
+    count, batch = 0, 0
+    while count < feasible:
+        # A longer sample from the same seed repeats the shorter one first: start over longer.
+        batch = max(2 * batch, 64)
+        if batch > 1000 * feasible:
+            raise SystemExit(f"error: {space.source}: fewer than {feasible} distinct feasible points "
+                             f"in {batch // 2} draws")
+        out, seen, count = [], set(), 0
+        for spec in space.sample(batch, seed=seed):
+            if spec.digest() in seen:
+                continue
+            seen.add(spec.digest())
+            out.append(spec)
+            if spec.digest() not in feasible_by_digest:
+                feasible_by_digest[spec.digest()] = not infeasible_keys(space, static_costs(spec))
+            count += feasible_by_digest[spec.digest()]
+            if count == feasible:
+                break
+    return out
+
+
+def build_table(path: Path, space: Any, *, specs: list[Any], budget_name: str, device: str,
                 throughput_rounds: int) -> None:
-    """Evaluate the first ``points`` points of ``space`` (None: all) that ``path`` lacks at the
-    budget ``budget_name`` and append them (resumable), then measure the trained points'
-    throughput again in ``throughput_rounds`` interleaved rounds."""
+    """Evaluate the ``specs`` of ``space`` that ``path`` lacks at the budget ``budget_name`` and
+    append them (resumable), then measure the trained points' throughput again in
+    ``throughput_rounds`` interleaved rounds."""
     import torch
 
     from evaluators.device import pick_device
     from evaluators.proxy import EvalContext
 
     budget = table_budgets()[budget_name]
-    specs = list(space.enumerate())
-    if points is not None:
-        specs = specs[:points]
     header = columns(space, budget)
     existing = read_table(path)
     other = {r["budget"] for r in existing} - {budget_name}
@@ -243,7 +282,7 @@ def build_table(path: Path, space: Any, *, budget_name: str, points: int | None,
     rows = read_table(path)
     if any(r["status"] == "ok" and r.get("throughput_rounds") != throughput_rounds for r in rows):
         started = time.perf_counter()
-        remeasure_throughput(space, rows, budget, pick_device(device), throughput_rounds)
+        remeasure_throughput(specs, rows, budget, pick_device(device), throughput_rounds)
         write_table(path, rows, header)
         print(f"throughput: median of {throughput_rounds} interleaved rounds, "
               f"{time.perf_counter() - started:.0f} s", flush=True)

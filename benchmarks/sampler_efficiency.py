@@ -56,7 +56,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, output_dir, write_result
-from _tabular import REFERENCE, SPACE, Table, TableLookup, build_table, no_skill_scores, read_table, table_budgets
+from _tabular import (
+    REFERENCE,
+    SPACE,
+    Table,
+    TableLookup,
+    build_table,
+    enumerated_points,
+    no_skill_scores,
+    read_table,
+    table_budgets,
+)
 
 from nas.cli import positive_int
 
@@ -105,8 +115,9 @@ def build(args: argparse.Namespace) -> int:
     from nas.space import load_space
 
     size = SIZES[args.size]
-    build_table(output_dir(NAME, args.out) / "table.csv", load_space(SPACE), budget_name=size.budget,
-                points=size.points, device=args.device, throughput_rounds=size.throughput_rounds)
+    space = load_space(SPACE)
+    build_table(output_dir(NAME, args.out) / "table.csv", space, specs=enumerated_points(space, size.points),
+                budget_name=size.budget, device=args.device, throughput_rounds=size.throughput_rounds)
     return 0
 
 
