@@ -88,7 +88,7 @@ def spec_yaml_lines(spec: UNetSpec, *, indent: str = "  ") -> list[str]:
     for f in fields(UNetSpec):
         lines += _comment(spec_docs.get(f.name, f.name), indent)
         if f.name != "levels":
-            lines.append(f"{indent}{f.name}: {_scalar(data[f.name])}")
+            lines.append(f"{indent}{f.name}: {_scalar(getattr(spec, f.name))}")  # every field, documented
             continue
         for lf in fields(LevelSpec):
             lines += _comment(f"  {lf.name}: {level_docs.get(lf.name, lf.name)}", indent, hang="    ")

@@ -4,10 +4,13 @@ A spec is a frozen dataclass (global fields plus one :class:`LevelSpec` per reso
 validated at construction, saved as YAML beside every result and the only input of
 :func:`nas.unet.build_unet` (nanoGPT's ``GPTConfig -> GPT(config)`` pattern).
 
-Channel plan: level ``i`` works at ``base_channels * levels[i].channel_mult`` channels; the
-resampling layers between levels change the channel count, so every block, skip and attention
-layer of a level sees the same width.  The bottleneck ("mid") runs at the last level's width
-with the last level's convolution type.
+Channel plan: level ``i`` works at ``base_channels * levels[i].channel_mult`` channels.  Where
+the width changes is ``width_change``: ``resampler`` (the default) lets the resampling layers
+between levels change it, so every block, skip and attention layer of a level sees the same
+width; ``first_block`` keeps the width through the resamplers and changes it in the first
+residual block of each level (with a 1x1 shortcut), as DDPM's and ADM's code and diffusers'
+``UNet2DModel`` do, so that a level's input skip has the previous level's width.  The
+bottleneck ("mid") runs at the last level's width with the last level's convolution type.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ __all__ = [
     "SKIP_FUSIONS",
     "TIME_CONDITIONINGS",
     "VARIANCES",
+    "WIDTH_CHANGES",
     "FieldRule",
     "LevelSpec",
     "UNetSpec",
@@ -48,6 +52,7 @@ SKIP_FUSIONS = ("concat", "add")
 TIME_CONDITIONINGS = ("additive", "scale_shift")
 RESAMPLES = ("conv", "avgpool", "resblock", "pixel_shuffle")
 PREDICTIONS = ("eps", "v", "x0")
+WIDTH_CHANGES = ("resampler", "first_block")
 VARIANCES = ("fixed", "learned")
 SCHEDULES = ("linear", "cosine")
 
@@ -103,6 +108,7 @@ FIELD_RULES: dict[str, FieldRule] = {
     "skip_fusion": FieldRule(str, choices=SKIP_FUSIONS),
     "time_conditioning": FieldRule(str, choices=TIME_CONDITIONINGS),
     "resample": FieldRule(str, choices=RESAMPLES),
+    "width_change": FieldRule(str, choices=WIDTH_CHANGES),
     "norm_groups": _WIDTH,
     # Dropout of 1 would zero every residual branch; any p < 1 is a working network.
     "dropout": FieldRule(float, low=0, high=1, high_open=True),
@@ -197,6 +203,9 @@ class UNetSpec:
         time_conditioning: ``additive`` (DDPM) or ``scale_shift`` (AdaGN, ADM).
         resample: ``conv`` (strided conv / nearest+conv), ``avgpool``, ``resblock`` (BigGAN)
             or ``pixel_shuffle``.
+        width_change: where the width changes between levels: ``resampler`` (in the
+            resampling layers) or ``first_block`` (in each level's first residual block, the
+            DDPM/ADM/diffusers layout; needs ``skip_fusion: concat``).
         norm_groups: GroupNorm groups; divides every level's width.
         dropout: dropout probability inside residual blocks, in [0, 1).
         prediction: network target: ``eps``, ``v`` or ``x0``.
@@ -218,6 +227,7 @@ class UNetSpec:
     skip_fusion: str = "concat"
     time_conditioning: str = "scale_shift"
     resample: str = "conv"
+    width_change: str = "resampler"
     norm_groups: int = 8
     dropout: float = 0.0
     prediction: str = "eps"
@@ -248,6 +258,11 @@ class UNetSpec:
                     f"level {i} has {width} channels (base_channels {self.base_channels} x "
                     f"channel_mult {self.levels[i].channel_mult}), not divisible by "
                     f"norm_groups {self.norm_groups}", key=f"levels[{i}].channel_mult")
+        if self.width_change == "first_block" and self.skip_fusion != "concat":
+            # A level's input skip then has the previous level's width: it cannot be added.
+            raise ConfigError("width_change = first_block needs skip_fusion = concat (a level's input "
+                              f"skip has the previous level's width), got {self.skip_fusion!r}",
+                              key="skip_fusion")
         for i, width in self._attention_widths():
             if width > self.head_channels and width % self.head_channels:
                 where = "mid_attention" if i is None else f"levels[{i}].attention"
@@ -287,9 +302,17 @@ class UNetSpec:
 
     # ----- serialisation ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (levels as a list of dicts), the inverse of :meth:`from_dict`."""
+        """Plain-data form (levels as a list of dicts), the inverse of :meth:`from_dict`.
+
+        Fields added after studies existed are left out at their default, so a spec written
+        before a field was added reads back equal and keeps its digest (repeats are found across
+        versions, stored specs and pins stay valid).
+        """
         data = dataclasses.asdict(self)
         data["levels"] = [dict(lv) for lv in data["levels"]]
+        for name, default in _LATER_FIELD_DEFAULTS.items():
+            if data[name] == default:
+                del data[name]
         return data
 
     @classmethod
@@ -349,6 +372,10 @@ class UNetSpec:
         """A short stable hash of the architecture, used to find repeated candidates."""
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# Spec fields added after the first studies, with the value every older spec has.
+_LATER_FIELD_DEFAULTS = {"width_change": "resampler"}
 
 
 def _reject_unknown(data: dict[str, Any], valid: list[str] | tuple[str, ...], *, prefix: str) -> None:

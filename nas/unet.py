@@ -4,9 +4,12 @@ model (nanoGPT's ``GPT(config)`` pattern).
 The layout follows DDPM (Ho et al. 2020) and ADM (Dhariwal & Nichol 2021): a stem conv, an
 encoder that stores a skip for each level's input and after each block, a bottleneck of
 block-attention-block, and a decoder whose blocks each consume the most recent skip of their
-level while skips remain.  Per the spec's channel plan, level ``i`` runs at
-``spec.level_channels[i]`` throughout and the resamplers change the width between levels.
-With ``decoder_blocks = blocks + 1`` every skip is consumed, exactly as in DDPM.
+level while skips remain.  Per the spec's channel plan, level ``i``'s blocks output
+``spec.level_channels[i]`` channels; with ``width_change: resampler`` the resamplers change the
+width between levels, with ``first_block`` each level's first block does (DDPM's and ADM's
+code, diffusers' ``UNet2DModel``: parameter for parameter the same network, see
+:mod:`nas.diffusers_weights`).  The builder follows one running width, so both plans are the
+same code.  With ``decoder_blocks = blocks + 1`` every skip is consumed, exactly as in DDPM.
 """
 
 from __future__ import annotations
@@ -45,8 +48,9 @@ class _Layer(nn.Module):
 class UNet(nn.Module):
     """A diffusion U-Net built from a :class:`UNetSpec`.
 
-    ``forward(x (B, in_channels, H, W), t (B,)) -> (B, spec.out_channels, H, W)``, with H and
-    W divisible by ``2 ** (len(spec.levels) - 1)`` and ``t`` integer or float timesteps.
+    ``forward(x (B, in_channels, H, W), t) -> (B, spec.out_channels, H, W)``, with H and
+    W divisible by ``2 ** (len(spec.levels) - 1)`` and ``t`` integer or float timesteps: a
+    ``(B,)`` tensor, a 0-d tensor or a Python number (one timestep for the whole batch).
     """
 
     def __init__(self, spec: UNetSpec) -> None:
@@ -59,36 +63,53 @@ class UNet(nn.Module):
 
         self.time_embed = TimestepEmbedding(spec.base_channels, emb_channels)
         self.stem = nn.Conv2d(spec.in_channels, widths[0], 3, padding=1)
+        resampler_changes_width = spec.width_change == "resampler"
 
-        # encoder: blocks per level, then a downsampler to the next level
-        self.encoder = nn.ModuleList(
-            nn.ModuleList(self._layer(lv, width, width) for _ in range(lv.blocks))
-            for lv, width in zip(spec.levels, widths, strict=True)
-        )
-        self.downsamplers = nn.ModuleList(
-            make_resample(spec.resample, "down", in_channels=widths[i], out_channels=widths[i + 1],
-                          **self._common)
-            for i in range(len(widths) - 1)
-        )
+        # encoder: blocks per level, then a downsampler to the next level.  `width` is the
+        # running width of h; every block outputs its level's width.  `skip_widths[i]` records
+        # the width of each skip level i stores (its input, then each block's output).
+        width = widths[0]
+        encoder, downsamplers, skip_widths = [], [], []
+        for i, lv in enumerate(spec.levels):
+            layers, level_skips = [], [width]
+            for _ in range(lv.blocks):
+                layers.append(self._layer(lv, width, widths[i]))
+                width = widths[i]
+                level_skips.append(width)
+            encoder.append(nn.ModuleList(layers))
+            skip_widths.append(level_skips)
+            if i + 1 < len(widths):
+                out = widths[i + 1] if resampler_changes_width else width
+                downsamplers.append(make_resample(spec.resample, "down", in_channels=width, out_channels=out,
+                                                  **self._common))
+                width = out
+        self.encoder = nn.ModuleList(encoder)
+        self.downsamplers = nn.ModuleList(downsamplers)
 
         # bottleneck at the last level's width, conv type and SE
-        last, width = spec.levels[-1], widths[-1]
+        last = spec.levels[-1]
         self.mid = nn.ModuleList([
-            self._layer(last, width, width, attention=spec.mid_attention),
-            self._layer(last, width, width, attention="none"),
+            self._layer(last, width, widths[-1], attention=spec.mid_attention),
+            self._layer(last, widths[-1], widths[-1], attention="none"),
         ])
+        width = widths[-1]
 
-        # decoder, stored highest resolution first like the encoder, run in reverse;
-        # upsamplers[i] maps level i+1's width back to level i's
-        self.decoder = nn.ModuleList(self._decoder_level(lv, w) for lv, w in zip(spec.levels, widths, strict=True))
-        self.upsamplers = nn.ModuleList(
-            make_resample(spec.resample, "up", in_channels=widths[i + 1], out_channels=widths[i],
-                          **self._common)
-            for i in range(len(widths) - 1)
-        )
+        # decoder, stored highest resolution first like the encoder, built and run in reverse;
+        # upsamplers[i] brings h from level i+1 to level i
+        decoder: list[nn.ModuleList] = [nn.ModuleList()] * len(widths)
+        upsamplers: list[nn.Module] = [nn.Identity()] * (len(widths) - 1)
+        for i in reversed(range(len(widths))):
+            if i + 1 < len(widths):
+                out = widths[i] if resampler_changes_width else width
+                upsamplers[i] = make_resample(spec.resample, "up", in_channels=width, out_channels=out,
+                                              **self._common)
+                width = out
+            decoder[i], width = self._decoder_level(spec.levels[i], width, widths[i], skip_widths[i])
+        self.decoder = nn.ModuleList(decoder)
+        self.upsamplers = nn.ModuleList(upsamplers)
 
-        self.out_norm = nn.GroupNorm(spec.norm_groups, widths[0])
-        self.out_conv = zero_init_(nn.Conv2d(widths[0], spec.out_channels, 3, padding=1))
+        self.out_norm = nn.GroupNorm(spec.norm_groups, width)
+        self.out_conv = zero_init_(nn.Conv2d(width, spec.out_channels, 3, padding=1))
 
     def _layer(self, level: LevelSpec, in_channels: int, width: int, *,
                attention: str | None = None, takes_skip: bool = False) -> _Layer:
@@ -103,17 +124,22 @@ class UNet(nn.Module):
             emb_channels=self._common["emb_channels"])
         return _Layer(block, attn, takes_skip=takes_skip)
 
-    def _decoder_level(self, level: LevelSpec, width: int) -> nn.ModuleList:
-        skips = level.blocks + 1  # the level input plus one per encoder block
+    def _decoder_level(self, level: LevelSpec, width: int, level_width: int,
+                       skip_widths: list[int]) -> tuple[nn.ModuleList, int]:
+        """The decoder layers of one level for h of ``width`` channels, and h's width after
+        them; layer j consumes the most recent remaining skip (``skip_widths`` in store order)."""
         concat = self.spec.skip_fusion == "concat"
+        remaining = list(skip_widths)
         layers = []
-        for j in range(level.decoder_blocks):
-            takes_skip = j < skips
-            in_channels = 2 * width if takes_skip and concat else width
-            layers.append(self._layer(level, in_channels, width, takes_skip=takes_skip))
-        return nn.ModuleList(layers)
+        for _ in range(level.decoder_blocks):
+            takes_skip = bool(remaining)
+            skip = remaining.pop() if takes_skip else 0
+            in_channels = width + skip if concat else width
+            layers.append(self._layer(level, in_channels, level_width, takes_skip=takes_skip))
+            width = level_width
+        return nn.ModuleList(layers), width
 
-    def _check_inputs(self, x: Tensor, t: Tensor) -> Tensor:
+    def _check_inputs(self, x: Tensor, t: Tensor | float) -> Tensor:
         spec = self.spec
         factor = 2 ** (len(spec.levels) - 1)
         if x.ndim != 4 or x.shape[1] != spec.in_channels:
@@ -121,13 +147,15 @@ class UNet(nn.Module):
         if x.shape[2] % factor or x.shape[3] % factor:
             raise ValueError(f"image size {tuple(x.shape[2:])} is not divisible by {factor} "
                              f"for {len(spec.levels)} levels")
+        if not isinstance(t, Tensor):  # a Python int or float, as diffusers' UNet2DModel accepts
+            t = torch.tensor(t, device=x.device)
         if t.ndim == 0:  # one timestep for the whole batch
             t = t.expand(x.shape[0])
         if t.shape != (x.shape[0],):
             raise ValueError(f"expected t of shape ({x.shape[0]},), got {tuple(t.shape)}")
         return t
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
         t = self._check_inputs(x, t)
         emb = self.time_embed(t)                         # (B, 4*base_channels)
         h = self.stem(x)                                 # (B, c_0, H, W)

@@ -7,6 +7,15 @@ to the no-skill point (issue 12): only those four trials' two quality values cha
 Timing-dependent values (throughput, latency, seconds) are left out, and early stopping is off
 because its rule reads the measured throughput.  Regenerate only for a deliberate change of
 behaviour: ``python tests/test_behaviour_pin.py``.
+
+The trained metrics depend on the CPU's vector kernels (torch's CPU capability: an AVX2 machine
+and the AVX-512 one the pin was first recorded on train the same seeded network to a val_loss
+0.17% apart after 4 steps, and their freshly trained FID classifiers differ more).  So the
+machine-independent record (proposed specs, parameters, MACs, states, constraints, steps) must
+match everywhere, and the metrics match to 1e-6 against ``pinned_search.<capability>.json``
+when one is recorded for this machine's capability, else ``pinned_search.json``'s val_loss to
+2% (the FID-type metrics are then not compared).  ``python tests/test_behaviour_pin.py
+--this-cpu`` records the pin of this machine's capability.
 """
 
 from __future__ import annotations
@@ -69,6 +78,22 @@ def record(study: optuna.Study) -> list[dict[str, Any]]:
     return rows
 
 
+# Metrics whose value depends on the CPU's kernels (trained, or read through the trained classifier).
+KERNEL_DEPENDENT = ("val_loss", "fid_proxy", "fid_floor", "kid_mean", "kid_std")
+
+
+def cpu_pin() -> Path:
+    """The pin recorded on a CPU of this machine's vector capability (it may not exist)."""
+    import torch
+
+    return HERE / "data" / f"pinned_search.{torch.backends.cpu.get_cpu_capability()}.json"
+
+
+def _without_kernel_metrics(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "attrs": {k: v for k, v in row["attrs"].items() if k not in KERNEL_DEPENDENT},
+            "objectives": {}}
+
+
 def _close(got: Any, want: Any) -> bool:
     if isinstance(want, float) and isinstance(got, (int, float)):
         return got == pytest.approx(want, rel=1e-6, abs=1e-9)
@@ -81,17 +106,26 @@ def _close(got: Any, want: Any) -> bool:
 
 @pytest.mark.slow
 def test_seeded_smoke_search_reproduces_the_pinned_run(tmp_path: Path) -> None:
-    want = json.loads(PIN.read_text())
     got = json.loads(json.dumps(record(run_smoke_search(tmp_path))))  # the same JSON round trip
+    want = json.loads(PIN.read_text())
     assert [r["spec"] for r in got] == [r["spec"] for r in want], "the proposed specs changed"
     for g, w in zip(got, want, strict=True):
-        assert _close(g, w), f"trial {w['number']} changed:\n got  {g}\n want {w}"
+        assert _close(_without_kernel_metrics(g), _without_kernel_metrics(w)), \
+            f"trial {w['number']} changed:\n got  {g}\n want {w}"
+    if cpu_pin().is_file():
+        for g, w in zip(got, json.loads(cpu_pin().read_text()), strict=True):
+            assert _close(g, w), f"trial {w['number']} changed on this CPU:\n got  {g}\n want {w}"
+    else:
+        for g, w in zip(got, want, strict=True):
+            if "val_loss" in w["attrs"]:
+                assert g["attrs"]["val_loss"] == pytest.approx(w["attrs"]["val_loss"], rel=0.02), w["number"]
 
 
 if __name__ == "__main__":
     import tempfile
 
+    target = cpu_pin() if "--this-cpu" in sys.argv else PIN
     with tempfile.TemporaryDirectory() as tmp:
         rows = record(run_smoke_search(Path(tmp)))
-    PIN.write_text(json.dumps(rows, indent=1) + "\n")
-    print(f"wrote {PIN} ({len(rows)} trials)")
+    target.write_text(json.dumps(rows, indent=1) + "\n")
+    print(f"wrote {target} ({len(rows)} trials)")
