@@ -3,18 +3,19 @@
 diffusers' ``UNet2DModel`` (von Platen et al., the DDPM/ADM layout of Ho et al. 2020 and
 Dhariwal & Nichol 2021) expresses a subset of our space: standard ResNet blocks, no
 squeeze-excitation, full self-attention or none, concatenated skips, conv or ResNet resampling,
-one ``layers_per_block`` for every level with one more block in the decoder, and (for the
-scheduler config written here) a fixed variance and an eps target.  :func:`diffusers_blockers`
-names every choice of a spec outside that subset; :func:`unet2d_config` maps the rest.
+one ``layers_per_block`` for every level with one more block in the decoder; its
+``DDPMScheduler`` has our eps, x0 (``sample``) and v targets and our learned variance
+(``learned_range``, the Improved-DDPM interpolation).  :func:`diffusers_blockers` names every
+choice of a spec outside that subset; :func:`unet2d_config` maps the rest.
 
 The mapping keeps the levels, their widths, the blocks per level, where attention sits (with
 the same heads and parameter count per attention layer), the bottleneck, the time embedding and
-the time conditioning.  It does not keep the exact parameter count of the encoder and decoder:
-diffusers changes the width in the first ResNet of a level (with a 1x1 shortcut) and keeps it in
-the resampler, so its decoder concatenates skips of mixed widths, where our channel plan (see
-:mod:`nas.spec`) changes the width in the resampler.  Totals differ by about 1-3 % (DDPM's
-CIFAR-10 network: 35.75M parameters in diffusers, 36.02M here).  Only the config is exported,
-not weights: the tensors do not line up one to one.
+the time conditioning.  With ``width_change: first_block`` it is exact, parameter for
+parameter, and :mod:`nas.diffusers_weights` carries trained weights across.  With the default
+``width_change: resampler`` only the config maps: diffusers changes the width in the first
+ResNet of a level (with a 1x1 shortcut) and keeps it in the resampler, so its decoder
+concatenates skips of mixed widths; totals then differ by about 1-3 % (DDPM's CIFAR-10
+network: 35.75M parameters in diffusers, 36.02M here).
 """
 
 from __future__ import annotations
@@ -24,10 +25,14 @@ from typing import Any
 from nas.errors import ConfigError
 from nas.spec import UNetSpec
 
-__all__ = ["diffusers_blockers", "diffusers_notes", "scheduler_config", "unet2d_config"]
+__all__ = ["DIFFUSERS_SPACE", "diffusers_blockers", "diffusers_notes", "scheduler_config", "unet2d_config"]
+
+# The bundled space in which every point exports to diffusers with its weights (errors name it).
+DIFFUSERS_SPACE = "search_spaces/diffusers.yaml"
 
 _RESAMPLE = {"conv": "conv", "resblock": "resnet"}
 _TIME_SHIFT = {"additive": "default", "scale_shift": "scale_shift"}
+_PREDICTION = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
 
 
 def diffusers_blockers(spec: UNetSpec) -> list[str]:
@@ -61,16 +66,16 @@ def diffusers_blockers(spec: UNetSpec) -> list[str]:
         reasons.append(f"skip_fusion = {spec.skip_fusion} (diffusers concatenates skips)")
     if spec.resample not in _RESAMPLE:
         reasons.append(f"resample = {spec.resample} (diffusers resamples with conv or resnet)")
-    if spec.variance != "fixed":
-        reasons.append(f"variance = {spec.variance} (only a fixed variance is exported)")
-    if spec.prediction != "eps":
-        reasons.append(f"prediction = {spec.prediction} (only the eps target is exported)")
     return reasons
 
 
 def diffusers_notes(spec: UNetSpec) -> list[str]:
     """Differences that remain in an exported config (not blockers; see the module docstring)."""
     notes = []
+    if spec.width_change != "first_block":
+        notes.append("width_change = resampler: diffusers changes the width in each level's first block, so "
+                     "its parameter count differs by about 1-3% and no weights can move across (train with "
+                     "width_change: first_block, as search_spaces/diffusers.yaml does, for an exact export)")
     if spec.level_channels[0] != spec.base_channels:
         notes.append(f"diffusers' sinusoidal time features are block_out_channels[0] = {spec.level_channels[0]} "
                      f"wide, ours base_channels = {spec.base_channels} (the time MLP's first layer differs)")
@@ -133,8 +138,10 @@ def scheduler_config(spec: UNetSpec) -> dict[str, Any]:
     config: dict[str, Any] = {
         "_class_name": "DDPMScheduler",
         "num_train_timesteps": spec.diffusion_steps,
-        "prediction_type": "epsilon",
-        "variance_type": "fixed_small",
+        "prediction_type": _PREDICTION[spec.prediction],
+        # ours and diffusers' learned_range: log-variance = frac log(beta) + (1 - frac) log(beta~),
+        # frac = (v + 1) / 2 (Improved DDPM); only the clipping of beta~ at t = 0 differs
+        "variance_type": "learned_range" if spec.variance == "learned" else "fixed_small",
         "clip_sample": True,
     }
     if spec.schedule == "cosine":

@@ -159,10 +159,14 @@ def test_inexpressible_spec_names_every_reason() -> None:
     reasons = diffusers_blockers(bad)
     for expected in ("levels[0].conv = inverted_residual", "levels[0].se = true", "levels[0].decoder_blocks = 2",
                      "levels[1].attention = transformer", "levels[1].blocks = 1 differs", "mid_attention = linear",
-                     "skip_fusion = add", "resample = avgpool", "variance = learned", "prediction = v"):
+                     "skip_fusion = add", "resample = avgpool"):
         assert sum(expected in r for r in reasons) == 1, (expected, reasons)
-    assert len(reasons) == 10
+    assert len(reasons) == 8
     assert diffusers_blockers(EXPRESSIBLE) == []
+    # diffusers' scheduler has our v and x0 targets and our learned (learned_range) variance
+    assert diffusers_blockers(replace(EXPRESSIBLE, variance="learned", prediction="v")) == []
+    assert scheduler_config(replace(EXPRESSIBLE, variance="learned", prediction="x0"))["variance_type"] == \
+        "learned_range"
     narrow = replace(EXPRESSIBLE, head_channels=32)  # 8- and 16-channel attention: 0 diffusers heads
     assert [r.split(" ")[0] for r in diffusers_blockers(narrow)] == ["levels[1].attention", "mid_attention"]
 

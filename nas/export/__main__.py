@@ -1,13 +1,16 @@
 """``python -m nas.export --study NAME --pick knee``: write a searched architecture as a config.
 
 See :mod:`nas.export` (picks: ``knee``, ``best:<metric>``, ``trial:<N>``; ``--where`` filters;
-formats: the commented spec YAML, or a diffusers ``UNet2DModel`` folder).
+formats: the commented spec YAML, or a diffusers ``UNet2DModel`` folder).  ``--run RUN_DIR
+--format diffusers`` instead writes a trained ``nas.train`` run as a ``DDPMPipeline`` folder with
+its weights (:mod:`nas.export.pipeline`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from nas.cli import ArgumentParser, configure_logging, run_cli
 
@@ -19,7 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
     from nas.export import FORMATS
 
     parser = ArgumentParser(prog="python -m nas.export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--study", required=True, help="study name (the space's name by default in nas.search)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--study", help="study name (the space's name by default in nas.search)")
+    source.add_argument("--run", help="a nas.train run directory (or its model.yaml): with --format diffusers, "
+                        "a DDPMPipeline folder with the trained EMA weights")
     parser.add_argument("--storage", default=None, help="Optuna storage URL (default: the search's, "
                         "sqlite:///RESULTS/<space>.db holding the study)")
     parser.add_argument("--results", default="results", help="the search's --out, where the default storage is")
@@ -38,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     configure_logging()
+    if args.run is not None:
+        return _export_run(args)
     done = export_from_study(args.study, pick=args.pick, where=args.where, fmt=args.format, out=args.out,
                              storage=args.storage, results=args.results)
     for note in done.result.notes:
@@ -45,6 +53,19 @@ def main(argv: list[str] | None = None) -> int:
     values = ", ".join(f"{n}={v:.4g}" for n, v in done.values.items())
     print(f"trial {done.trial_number} ({done.how}): {values}" + (f", params={done.params:,}" if done.params else ""))
     print("wrote " + ", ".join(str(p) for p in done.result.paths))
+    return 0
+
+
+def _export_run(args: argparse.Namespace) -> int:
+    from nas.errors import ConfigError
+    from nas.export.pipeline import export_run_to_diffusers
+
+    if args.format != "diffusers":
+        raise ConfigError("a run is exported as a diffusers pipeline folder; use --format diffusers (the run's "
+                          "model.yaml is already the YAML export: nas.load_model reads it)", key="--format")
+    result = export_run_to_diffusers(args.run, args.out or "best-diffusers")
+    print(f"wrote a DDPMPipeline folder with the trained weights: {Path(result.paths[0]).parent}")
+    print("load it: DDPMPipeline.from_pretrained(" + repr(str(Path(result.paths[0]).parent)) + ")")
     return 0
 
 

@@ -52,7 +52,7 @@ def _space_sections(source: str | None) -> tuple[dict[str, Any] | None, dict[str
     return data, {name: budget.to_dict() for name, budget in space.budgets.items()}
 
 
-def _check_writable(out: Path, *, directory: bool) -> None:
+def check_writable(out: Path, *, directory: bool) -> None:
     """A path below a regular file, or a file where a folder goes, is a one-line error."""
     for parent in [out, *out.parents] if directory else list(out.parents):
         if parent.exists() and not parent.is_dir():
@@ -99,15 +99,21 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, *, storage_url: str, o
     sections = {"metrics": metrics, "provenance": provenance, "data": data, "budgets": budgets}
     out = Path(out)
     if fmt == "yaml":
-        _check_writable(out, directory=False)
+        check_writable(out, directory=False)
         return ExportResult(paths=[write_model_yaml(out, spec, header=header, sections=sections)])
-    from nas.diffusers_config import diffusers_notes, scheduler_config, unet2d_config
+    from nas.diffusers_config import DIFFUSERS_SPACE, diffusers_notes, scheduler_config, unet2d_config
     from nas.io import atomic_write
 
-    config = unet2d_config(spec)  # raises, naming every blocker, before anything is written
-    _check_writable(out, directory=True)
+    try:
+        config = unet2d_config(spec)  # raises, naming every blocker, before anything is written
+    except ConfigError as err:
+        raise ConfigError(f"{err.message} (every point of {DIFFUSERS_SPACE} exports)", key=err.key) from None
+    check_writable(out, directory=True)
     out.mkdir(parents=True, exist_ok=True)
     paths = [atomic_write(out / "config.json", json.dumps(config, indent=2) + "\n"),
              atomic_write(out / "scheduler_config.json", json.dumps(scheduler_config(spec), indent=2) + "\n"),
              write_model_yaml(out / "spec.yaml", spec, header=header, sections=sections)]
-    return ExportResult(paths=paths, notes=list(diffusers_notes(spec)))
+    notes = ["configuration only, no weights (a study trial holds none): train it with python -m nas.train "
+             "and export the run with python -m nas.export --run RUN_DIR --format diffusers for a "
+             "DDPMPipeline folder with weights", *diffusers_notes(spec)]
+    return ExportResult(paths=paths, notes=notes)

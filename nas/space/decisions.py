@@ -6,7 +6,10 @@ A key in a space YAML is one of
 * ``{choice: [a, b, ...]}``: a categorical decision;
 * ``{int: [lo, hi]}`` or ``{int: [lo, hi, step]}``: an integer range decision;
 * ``{tie: other_key, offset: k}``: a copy of another key's resolved value (plus ``k``), e.g. a
-  decoder that mirrors the encoder (``decoder_blocks: {tie: blocks, offset: 1}`` is DDPM);
+  decoder that mirrors the encoder (``decoder_blocks: {tie: blocks, offset: 1}`` is DDPM); in a
+  per-level list, ``{tie: key, level: i}`` copies level ``i``'s value instead of the same
+  level's (``blocks: [{int: [1, 3]}, {tie: blocks, level: 0}]``: one block count for every
+  level, as diffusers' ``layers_per_block``);
 
 and any of the first three may carry ``when: "<condition>"`` (see :mod:`nas.space.conditions`)
 and a ``default:`` used while the condition is false.
@@ -22,7 +25,7 @@ from nas.space.conditions import Condition, parse_condition
 
 __all__ = ["Choice", "Decision", "Fixed", "IntRange", "Tie", "parse_decision"]
 
-_DECISION_KEYS = ("choice", "int", "tie", "when", "default", "offset")
+_DECISION_KEYS = ("choice", "int", "tie", "when", "default", "offset", "level")
 
 
 @dataclass(frozen=True)
@@ -84,10 +87,12 @@ class IntRange(Decision):
 
 @dataclass(frozen=True)
 class Tie(Decision):
-    """The resolved value of key ``target`` (the same level's, for per-level keys) plus ``offset``."""
+    """The resolved value of key ``target`` plus ``offset``: for per-level keys the same level's,
+    or level ``level``'s when it is set."""
 
     target: str = ""
     offset: int = 0
+    level: int | None = None
 
 
 def _is_int(value: Any) -> bool:
@@ -111,8 +116,9 @@ def parse_decision(raw: Any, *, key: str) -> Decision:
         raise ConfigError(
             f"expected exactly one of 'choice', 'int' or 'tie', got {kinds or 'none'}", key=key)
     kind = kinds[0]
-    if kind != "tie" and "offset" in raw:
-        raise ConfigError("'offset' only applies to a 'tie'", key=f"{key}.offset")
+    for only_tie in ("offset", "level"):
+        if kind != "tie" and only_tie in raw:
+            raise ConfigError(f"'{only_tie}' only applies to a 'tie'", key=f"{key}.{only_tie}")
     if kind == "choice":
         options = raw["choice"]
         if not isinstance(options, list) or not options:
@@ -142,4 +148,7 @@ def parse_decision(raw: Any, *, key: str) -> Decision:
         raise ConfigError(f"expected an integer, got {offset!r}", key=f"{key}.offset")
     if when is not None:
         raise ConfigError("a 'tie' cannot have a 'when' condition", key=f"{key}.when")
-    return Tie(target=target, offset=offset)
+    level = raw.get("level")
+    if level is not None and not (_is_int(level) and level >= 0):
+        raise ConfigError(f"expected a level index (an integer >= 0), got {level!r}", key=f"{key}.level")
+    return Tie(target=target, offset=offset, level=level)

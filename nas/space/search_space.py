@@ -222,7 +222,8 @@ class _Resolution:
     def decide(self, key: str, level: int | None, choose: Chooser) -> Any:
         decision = self.decision(key, level)
         if isinstance(decision, Tie):
-            return self.lookup(decision.target, level) + decision.offset
+            source_level = level if decision.level is None else decision.level
+            return self.lookup(decision.target, source_level) + decision.offset
         if not self.active(decision, level):
             return inactive_value(key, decision)
         if isinstance(decision, Fixed) or not decision.searched:

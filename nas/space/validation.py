@@ -75,6 +75,21 @@ def check_references(global_decisions: dict[str, Decision],
                     if scope == "space" and isinstance(decision, Tie) and ref in level_decisions:
                         raise ConfigError(f"a global key cannot tie to the per-level key {ref!r}",
                                           key=f"{scope}.{key}")
+    for key, decisions in level_decisions.items():
+        for own, decision in enumerate(decisions):
+            if not isinstance(decision, Tie) or decision.level is None:
+                continue
+            where = f"space.per_level.{key}"
+            if decision.target not in level_decisions:
+                raise ConfigError(f"'level' needs a per-level key to tie to; {decision.target!r} is global",
+                                  key=where)
+            if decision.level >= len(level_decisions[decision.target]):
+                raise ConfigError(f"ties to level {decision.level}, but the space has "
+                                  f"{len(level_decisions[decision.target])} levels", key=where)
+            # Levels of one key resolve in order, so a key can copy only an earlier level of itself.
+            if decision.target == key and decision.level >= own:
+                raise ConfigError(f"level {own} ties to level {decision.level} of the same key; "
+                                  "expected an earlier level", key=where)
 
 
 def dependency_order(global_decisions: dict[str, Decision],
@@ -92,7 +107,10 @@ def dependency_order(global_decisions: dict[str, Decision],
         refs = _references(decision)
         deps[key] = {node(r) for r in refs} | ({"levels"} if key != "levels" else set())
     for key, decisions in level_decisions.items():
-        refs = set().union(*(_references(d) for d in decisions))
+        # A tie to an earlier level of the key itself is no cycle: levels resolve in order
+        # (check_references allows only earlier levels).
+        refs = set().union(*(_references(d) for d in decisions
+                             if not (isinstance(d, Tie) and d.target == key and d.level is not None)))
         deps[f"per_level.{key}"] = {node(r) for r in refs} | {"levels"}
     order: list[str] = []
     visiting: list[str] = []
@@ -148,7 +166,8 @@ def check_ties(global_decisions: dict[str, Decision], level_decisions: dict[str,
         decision = global_decisions[key] if level is None or key not in level_decisions else level_decisions[key][level]
         if not isinstance(decision, Tie):
             return _possible(decision, key)
-        target_level = level if decision.target in level_decisions else None
+        target_level = (level if decision.level is None else decision.level) \
+            if decision.target in level_decisions else None
         sources = possible(decision.target, target_level)
         if decision.offset and not all(isinstance(v, int) and not isinstance(v, bool) for v in sources):
             raise ConfigError(f"a tie with an offset needs an integer key, but {decision.target!r} takes "
