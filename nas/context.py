@@ -115,8 +115,11 @@ class RunContext:
     def dashboard_command(self) -> str:
         """The command that opens this study in optuna-dashboard with its artifacts, runnable from
         any shell: the dashboard's own script by absolute path (a virtual environment's ``bin`` need
-        not be on ``PATH``), arguments quoted."""
-        return shlex.join([dashboard_executable(), self.storage_url, "--artifact-dir", str(self.artifacts_dir)])
+        not be on ``PATH``), arguments quoted; a password in the storage URL is shown as ``***``."""
+        from nas.study import redact_url
+
+        storage = redact_url(self.storage_url) if "@" in self.storage_url else self.storage_url
+        return shlex.join([dashboard_executable(), storage, "--artifact-dir", str(self.artifacts_dir)])
 
     def open_study(self, sampler: str, *, worker: int = 0) -> optuna.Study:
         """Create or load this run's study with the registry sampler ``sampler``.

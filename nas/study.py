@@ -124,16 +124,75 @@ def make_storage(url: str, *, heartbeat: bool = True) -> BaseStorage:
         kwargs = dict(heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
                       heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
     # SQLite serialises writers; a generous lock timeout lets several local workers share it.
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    # A server that does not answer is reported after 10 s, not after the OS's TCP timeout.
+    engine_kwargs: dict[str, Any] | None = None
+    if url.startswith("sqlite"):
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    elif url.startswith("postgresql"):
+        engine_kwargs = {"connect_args": {"connect_timeout": 10}}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        return _rdb_storage(url, engine_kwargs, kwargs)
     except ImportError as err:
-        raise ConfigError(f"the storage needs a driver that is not installed ({err}); for PostgreSQL "
-                          "install the 'postgres' extra", key="--storage") from None
+        raise ConfigError(f"the storage {redact_url(url)} needs a database driver that is not installed "
+                          f"({err}); for PostgreSQL install the 'postgres' extra: pip install -e \".[postgres]\"",
+                          key="--storage") from None
     except Exception as err:  # noqa: BLE001 - sqlalchemy raises many types for a bad URL
-        raise ConfigError(f"cannot open storage {url!r}: {str(err).splitlines()[0]}", key="--storage") from None
+        raise ConfigError(connection_problem(url, err), key="--storage") from None
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any] | None, kwargs: dict[str, Any]) -> RDBStorage:
+    """``RDBStorage(url)``; retried when another process was creating the schema at the same moment.
+
+    Two nodes started together on a fresh PostgreSQL database both run Optuna's ``CREATE TYPE``
+    / ``CREATE TABLE``; the loser gets a unique violation, and once the winner has committed
+    the schema exists and opening it succeeds.
+    """
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        except Exception as err:  # sqlalchemy wraps the driver's error
+            racing = any(sign in str(err) for sign in ("already exists", "duplicate key value"))
+            if not racing or attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for messages: a password is never printed)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL sqlalchemy parses: keep only its scheme
+        return url.split("://", 1)[0] + "://..."
+
+
+def connection_problem(url: str, err: BaseException) -> str:
+    """What went wrong opening the database server storage ``url`` and what to fix, in one line."""
+    from sqlalchemy.engine import make_url
+
+    text = " ".join(str(err).split())
+    shown = redact_url(url)
+    try:
+        parsed = make_url(url)
+        where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+        user, database = parsed.username, parsed.database
+    except Exception:  # noqa: BLE001
+        return f"cannot open storage {shown}: {text.split(' (Background')[0][:300]}"
+    if "password authentication failed" in text or "no password supplied" in text:
+        return (f"the server at {where} refused user {user!r}: password authentication failed "
+                f"(check the user and password in {shown})")
+    if "does not exist" in text and "database" in text:
+        return (f"database {database!r} does not exist on the server at {where} (create it: "
+                f"createdb -h {parsed.host or 'localhost'} -p {parsed.port or 5432} -U {user} {database})")
+    if any(sign in text for sign in ("Connection refused", "could not translate host name", "timeout expired",
+                                     "No route to host", "Name or service not known", "connection failed")):
+        return (f"cannot reach a database server at {where} (is it running, and do the host and port in "
+                f"{shown} point at it?)")
+    return f"cannot open storage {shown}: {text.split(' (Background')[0].replace(parsed.password or '', '***')[:300]}"
 
 
 # ----- opening ------------------------------------------------------------------------------
@@ -177,7 +236,8 @@ def load_existing_study(study_name: str, storage_url: str) -> optuna.Study:
     names = optuna.get_all_study_names(storage)
     if study_name not in names:
         hint = close_match_hint(study_name, names)
-        raise ConfigError(f"no study {study_name!r} in {storage_url}{hint}; studies there: {sorted(names) or 'none'}",
+        raise ConfigError(f"no study {study_name!r} in {redact_url(storage_url)}{hint}; "
+                          f"studies there: {sorted(names) or 'none'}",
                           key="--study")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.load_study(study_name=study_name, storage=storage)
@@ -190,11 +250,12 @@ def trial_spec(trial: FrozenTrial) -> dict[str, Any] | None:
 
 
 # ----- counting and asking --------------------------------------------------------------------
-def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
+def finished_trials(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> list[FrozenTrial]:
     """Trials that count toward ``--trials``: COMPLETE, PRUNED, and candidates that failed on their
-    own (:data:`FAILED_STATUSES`); not trials interrupted by a dead worker or a stopped search."""
+    own (:data:`FAILED_STATUSES`); not trials interrupted by a dead worker or a stopped search.
+    ``trials`` (default: the study's) are the trials to pick from."""
     out = []
-    for t in study.get_trials(deepcopy=False):
+    for t in study.get_trials(deepcopy=False) if trials is None else trials:
         failed_on_its_own = t.state == TrialState.FAIL and t.user_attrs.get("status") in FAILED_STATUSES
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED) or failed_on_its_own:
             out.append(t)
@@ -227,6 +288,13 @@ class Ask:
     done: bool = False
 
 
+def _uncached_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The study's trials read from its storage's database, past Optuna's in-process cache."""
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)  # optuna's _CachedStorage wraps an RDBStorage
+    return backend.get_all_trials(study._study_id, deepcopy=False)
+
+
 def ask_if_room(study: optuna.Study, *, trials: int, lock: Path, deadline: float | None = None) -> Ask:
     """Ask ``study`` for a trial when it has fewer than ``trials`` finished plus running ones.
 
@@ -240,10 +308,13 @@ def ask_if_room(study: optuna.Study, *, trials: int, lock: Path, deadline: float
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fail_stale_trials(study)
-        finished = len(finished_trials(study))
+        # Counted from the database itself, not through Optuna's per-process trial cache: another
+        # process (another node) may have asked or finished a trial a moment ago.
+        current = _uncached_trials(study)
+        finished = len(finished_trials(study, current))
         if finished >= trials or (deadline is not None and time.time() > deadline):
             return Ask(done=True)
-        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        running = sum(t.state == TrialState.RUNNING for t in current)
         if finished + running >= trials:
             return Ask()
         with warnings.catch_warnings():

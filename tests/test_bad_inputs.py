@@ -3,7 +3,7 @@
 Each case runs one command in-process (the same ``main`` a shell runs) and must exit 2 with
 exactly one line on stderr that starts with ``error:``, contains the case's expected text (which
 names the file or flag and the key), shows no traceback, and leaves the study it was pointed at
-byte for byte unchanged.
+byte for byte unchanged; a case with a ``secret`` (a password in a storage URL) must not print it.
 """
 
 from __future__ import annotations
@@ -47,12 +47,17 @@ def test_the_corpus_is_large_and_covers_every_command() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
 def test_bad_input_is_one_line_and_exit_2(case: dict, tmp_path: Path, finished_study: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+                                          capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest) -> None:
     study = tmp_path / "study"
     shutil.copytree(finished_study, study)
     copy = tmp_path / "copy"
     shutil.copytree(CORPUS, copy)
     places = {"{dir}": str(CORPUS), "{tmp}": str(tmp_path / "tmp"), "{copy}": str(copy), "{study}": str(study)}
+    if "{pg_" in repr(case):  # a case against the session's PostgreSQL server (tests/postgres_server.py)
+        from postgres_server import PASSWORD
+
+        server = request.getfixturevalue("postgres_server")
+        places.update({"{pg_host}": f"{server.host}:{server.port}", "{pg_password}": PASSWORD})
 
     def fill(text: str) -> str:
         for key, value in places.items():
@@ -70,4 +75,6 @@ def test_bad_input_is_one_line_and_exit_2(case: dict, tmp_path: Path, finished_s
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert "Traceback" not in err
     assert fill(case["error"]) in lines[0]
+    if "secret" in case:
+        assert fill(case["secret"]) not in err, "a password was printed"
     assert _digest(study / "tiny.db") == before, "bad input changed the study"

@@ -110,14 +110,20 @@ def test_two_workers_reach_exactly_the_requested_trials(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_sigkill_mid_trial_loses_nothing_and_is_resumed(tmp_path: Path) -> None:
+    check_sigkill_mid_trial_and_resume(tmp_path, storage=f"sqlite:///{tmp_path}/tiny.db")
+
+
+def check_sigkill_mid_trial_and_resume(tmp_path: Path, *, storage: str) -> None:
+    """SIGKILL a search mid-trial; the rerun keeps every finished trial, marks the killed one FAIL
+    and retries it once with the same decisions (also run against PostgreSQL: test_postgres.py)."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     # A budget long enough that the kill lands inside a trial.
     space = tmp_path / "slow.yaml"
     space.write_text(f"extends: {TINY}\nname: tiny\nbudgets: {{slow: {{steps: 60, batch_size: 4, fid_samples: 8, "
                      "sample_steps: 2, val_images: 8, val_timesteps: 2, throughput_batch: 4, rungs: []}}\n")
-    slow = [sys.executable, "-m", "nas.search", *search_args(tmp_path, trials=5, space=space, budget="slow")]
+    slow = [sys.executable, "-m", "nas.search", *search_args(tmp_path, "--storage", storage, trials=5, space=space,
+                                                             budget="slow")]
     proc = subprocess.Popen(slow, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    storage = f"sqlite:///{tmp_path}/tiny.db"
     deadline = time.time() + 240
     while time.time() < deadline:
         time.sleep(0.5)
@@ -165,11 +171,16 @@ class _Quiet(WSGIRequestHandler):
 
 
 def test_dashboard_serves_the_study(finished: Path) -> None:
+    check_dashboard_serves(f"sqlite:///{finished}/tiny.db", finished / "tiny" / "artifacts")
+
+
+def check_dashboard_serves(storage: str, artifacts: Path) -> None:
+    """optuna-dashboard's API reads the search's study ``tiny`` in ``storage``: objectives, the front,
+    the study note, a trial's attributes and artifacts (also run against PostgreSQL)."""
     import optuna_dashboard
     from optuna.artifacts import FileSystemArtifactStore
 
-    app = optuna_dashboard.wsgi(f"sqlite:///{finished}/tiny.db",
-                                artifact_store=FileSystemArtifactStore(str(finished / "tiny" / "artifacts")))
+    app = optuna_dashboard.wsgi(storage, artifact_store=FileSystemArtifactStore(str(artifacts)))
     server = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"

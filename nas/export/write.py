@@ -66,7 +66,7 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, *, storage_url: str, o
     """Write ``trial`` of ``study`` in format ``fmt`` to ``out``; returns what was written."""
     from nas.model_io import write_model_yaml
     from nas.spec import UNetSpec
-    from nas.study import trial_spec
+    from nas.study import redact_url, trial_spec
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; expected one of {list(FORMATS)}", key="--format")
@@ -82,7 +82,7 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, *, storage_url: str, o
         "space": study.user_attrs.get("space"),
         "space_source": source,
         "study": study.study_name,
-        "storage": storage_url,
+        "storage": redact_url(storage_url) if "@" in storage_url else storage_url,  # never a password
         "trial": trial.number,
         "picked_by": how,
         "duplicate_of": attrs.get("duplicate_of"),
