@@ -84,3 +84,21 @@ def test_bad_input_is_an_argparse_error() -> None:
     proc = subprocess.run([sys.executable, SCRIPT, "replay", "--trials", "0"], cwd=REPO, capture_output=True,
                           text=True, timeout=60, check=False)
     assert proc.returncode == 2 and "--trials" in proc.stderr
+
+
+def test_light_benchmark_draw_is_a_prefix_property() -> None:
+    """benchmarks/light_benchmark.py draws a fixed sample of light.yaml: a larger draw keeps the
+    smaller one's points first (the table grows without changing its rows), and each row names
+    every decision, the level count as a number.  (The build itself is build_table, run above.)"""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from _tabular import decision_values, drawn_points
+
+    from nas.space import load_space
+
+    space = load_space(REPO / "search_spaces" / "light.yaml")
+    small, large = drawn_points(space, 2), drawn_points(space, 4)
+    assert [s.digest() for s in large[:len(small)]] == [s.digest() for s in small]
+    assert len({s.digest() for s in large}) == len(large)
+    row = decision_values(space, large[0])
+    assert set(row) == {name for name, _ in space.param_names()}
+    assert row["levels"] == len(large[0].levels)

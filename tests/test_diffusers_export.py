@@ -72,6 +72,7 @@ def test_random_weights_give_diffusers_our_output() -> None:
         assert diff < 1e-5
 
 
+@pytest.mark.slow
 def test_every_sampled_diffusers_space_point_has_diffusers_parameter_count() -> None:
     diffusers = pytest.importorskip("diffusers")
     specs = load_space(DIFFUSERS_SPACE).sample(200, seed=0)
@@ -117,6 +118,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_trained_run_round_trips_through_a_ddpm_pipeline(trained: Path, tmp_path: Path) -> None:
     diffusers = pytest.importorskip("diffusers")
     out = tmp_path / "pipeline"
