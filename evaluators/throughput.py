@@ -288,7 +288,9 @@ def measure_throughput(
     ips = [batch_size / s for s in times]
     lat_ms = [1000.0 * s for s in lat_times]
     return ThroughputReport(
-        images_per_s=statistics.median(batch_size / s for s in kept),
+        # From the median time, not the median rate: with an even number of kept repeats the two
+        # differ, and at batch 1 the latency must be exactly the throughput's reciprocal.
+        images_per_s=batch_size / statistics.median(kept),
         images_per_s_spread=(min(ips), max(ips)),
         images_per_s_raw=statistics.median(ips),
         contended_repeats=contended,
