@@ -147,17 +147,18 @@ def _rdb_storage(url: str, engine_kwargs: dict[str, Any] | None, kwargs: dict[st
     / ``CREATE TABLE``; the loser gets a unique violation, and once the winner has committed
     the schema exists and opening it succeeds.
     """
-    for attempt in range(5):
+    attempt = 0
+    while True:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
         except Exception as err:  # sqlalchemy wraps the driver's error
+            attempt += 1
             racing = any(sign in str(err) for sign in ("already exists", "duplicate key value"))
-            if not racing or attempt == 4:
+            if not racing or attempt == 5:
                 raise
-            time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")
+            time.sleep(0.5 * attempt)
 
 
 def redact_url(url: str) -> str:
@@ -192,7 +193,10 @@ def connection_problem(url: str, err: BaseException) -> str:
                                      "No route to host", "Name or service not known", "connection failed")):
         return (f"cannot reach a database server at {where} (is it running, and do the host and port in "
                 f"{shown} point at it?)")
-    return f"cannot open storage {shown}: {text.split(' (Background')[0].replace(parsed.password or '', '***')[:300]}"
+    detail = text.split(" (Background")[0]
+    if parsed.password:  # drivers may echo the connection string
+        detail = detail.replace(parsed.password, "***")
+    return f"cannot open storage {shown}: {detail[:300]}"
 
 
 # ----- opening ------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ in which every point exports, ties across levels, and Python numbers as timestep
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -158,4 +157,3 @@ def test_run_exports_name_their_blockers(tmp_path: Path, capsys: pytest.CaptureF
             export_main(["--run", *argv, "--out", str(tmp_path / "e")])
         line = capsys.readouterr().err.strip()
         assert err.value.code == 2 and message in line and "\n" not in line, line
-    assert json.dumps(unet2d_config(SPEC))  # the config of the spec itself is plain JSON

@@ -21,8 +21,8 @@ from nas.errors import ConfigError
 from nas.export.write import ExportResult, check_writable
 
 __all__ = ["export_run_to_diffusers", "model_yaml_of_run"]
-# The oldest diffusers release this layout was checked against is older than this; the field
-# only tells diffusers which release wrote the folder.
+# model_index.json's writer version: diffusers only reads it for information; the layout is
+# the one diffusers has used since well before this release (the project asks for >= 0.30).
 _DIFFUSERS_VERSION = "0.30.0"
 
 
