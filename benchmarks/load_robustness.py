@@ -3,7 +3,7 @@
     python benchmarks/load_robustness.py --size cpu     # the committed figures (about 8 minutes)
     python benchmarks/load_robustness.py --size quick   # structure check (the test suite)
 
-K feasible ``light.yaml`` architectures (seeded) are timed as the search's gate times them
+K feasible ``light.yaml`` architectures (``--space``; seeded) are timed as the search's gate times them
 (``nas.gate.ThroughputTiming``: one CPU thread, repeats of at least 50 ms, contended repeats left
 out) on a quiet machine, and while one other process spins on one core, pinned there with its CPU
 affinity: after a warm-up pass, quiet and loaded rounds alternate (3 each), and each figure is the
@@ -150,14 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=list(SIZES), default="cpu")
     parser.add_argument("--out", default=None, help=f"output folder (default results/benchmarks/{NAME})")
+    parser.add_argument("--space", default="light.yaml",
+                        help="the space the architectures and the evaluated candidate come from")
     args = parser.parse_args(argv)
     from nas.space import load_space
 
     size = SIZES[args.size]
     out = output_dir(NAME, args.out)
-    space = load_space("light.yaml")
+    space = load_space(args.space)
     budget = space.budgets[size.budget]
-    specs = pick_architectures("light.yaml", size.architectures, seed=1)
+    specs = pick_architectures(args.space, size.architectures, seed=1)
     # The README's reference candidate (`nas.space sample light.yaml --seed 0`, as evaluator_timing.py).
     evaluated = space.sample(1, seed=0)[0]
     started = time.perf_counter()
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     throughput = {key: {phase: [statistics.median(r[i] for r in runs) for i in range(len(specs))]
                         for phase, runs in phases.items()} for key, phases in rounds.items()}
     result: dict[str, Any] = {
-        "size": args.size, "architectures": [s.digest() for s in specs], "budget": size.budget,
+        "size": args.size, "space": args.space, "architectures": [s.digest() for s in specs], "budget": size.budget,
         "evaluated": evaluated.digest(),
         "cores": os.cpu_count(), "load": "one process spinning, pinned to the last core",
         "throughput": throughput, "rounds": rounds,

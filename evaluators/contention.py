@@ -15,6 +15,10 @@ images/s with 2 threads on a quiet 2-core machine ran at 43 with one other busy 
 * Throughput on the CPU is timed with :data:`TIMING_THREADS` (one) thread, whatever the training
   uses: another process on another core then leaves the figure nearly unchanged, and every trial
   of a study is timed alike however the load changed (``nas.gate``).
+* The FID reference (its classifier) is trained with :data:`REFERENCE_THREADS` (one) thread: the
+  thread count changes the order of torch's reductions and so the trained weights, and the cached
+  reference every FID proxy is read against must not depend on how busy the machine was when the
+  first candidate built it.
 """
 
 from __future__ import annotations
@@ -22,15 +26,18 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 
-__all__ = ["TIMING_THREADS", "available_cores", "busy_cores", "choose_threads", "compute_clock", "core_share",
-           "timing_threads"]
+__all__ = ["REFERENCE_THREADS", "TIMING_THREADS", "available_cores", "busy_cores", "choose_threads", "compute_clock",
+           "core_share", "cpu_threads", "timing_threads"]
 
 # CPU threads of a throughput measurement (see the module docstring).
 TIMING_THREADS = 1
+# CPU threads that train the FID reference's feature network (see the module docstring).
+REFERENCE_THREADS = 1
 # How long /proc/stat is sampled to see how busy the other cores are (10 clock ticks per core).
 _SAMPLE_S = 0.1
 
@@ -91,6 +98,20 @@ def choose_threads(*, requested: int | None = None, workers: int = 1, sample_s: 
     # A core counts as free when less than half of it is busy with other work.
     free = max(1, math.floor(cores - busy + 0.5))
     return max(1, min(share, free))
+
+
+@contextmanager
+def cpu_threads(num_threads: int | None) -> Iterator[None]:
+    """Temporarily set torch's intra-op CPU threads (None leaves them as they are)."""
+    if num_threads is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def timing_threads(device: torch.device) -> int | None:

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from evaluators.classifier import FeatureNet, TrainConfig, accuracy, build_feature_net, train_classifier
+from evaluators.contention import REFERENCE_THREADS, cpu_threads
 from evaluators.data import ImageData
 from evaluators.datasets.base import safe_token
 from evaluators.frechet import feature_stats, frechet_distance, kid
@@ -65,7 +66,7 @@ __all__ = [
 ]
 
 FEATURE_KINDS = ("classifier", "random", "inception")
-CACHE_VERSION = 1  # bump when the cached payload or the networks change
+CACHE_VERSION = 2  # bump when the cached payload, the networks or their training change
 _BATCH = 500
 
 
@@ -284,8 +285,10 @@ def get_reference(
         if payload is not None:
             net = _net_from_payload(kind, payload, data, weights).to(device)
         else:
-            net, payload = _compute(data, kind, seed=seed, device=device, config=config, weights=weights)
-            real = extract_features(net, data.held_out, device=device)
+            # A fixed CPU thread count: the reference must not depend on the machine's load then.
+            with cpu_threads(REFERENCE_THREADS if device.type == "cpu" else None):
+                net, payload = _compute(data, kind, seed=seed, device=device, config=config, weights=weights)
+                real = extract_features(net, data.held_out, device=device)
             mu, sigma = feature_stats(real)
             payload.update(
                 fields=fields,

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from evaluators.contention import cpu_threads
 from evaluators.device import resolve_device, synchronize
 from nas.errors import ConfigError, close_match_hint
 
@@ -103,20 +104,6 @@ def _evaluating(model: nn.Module, device: torch.device) -> Iterator[None]:
             model.to(home)
         for module, training in flags:
             module.training = training
-
-
-@contextlib.contextmanager
-def _cpu_threads(num_threads: int | None) -> Iterator[None]:
-    """Temporarily set torch's intra-op CPU threads (None leaves them as they are)."""
-    if num_threads is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _device_name(device: torch.device) -> str:
@@ -266,7 +253,7 @@ def measure_throughput(
     if num_threads is not None:
         _check_positive("num_threads", num_threads)
 
-    with (_cpu_threads(num_threads), _evaluating(model, dev), torch.inference_mode(),
+    with (cpu_threads(num_threads), _evaluating(model, dev), torch.inference_mode(),
           _autocast(dev, torch_dtype)):
         threads = torch.get_num_threads() if dev.type == "cpu" else None
         x, t = _example_inputs(shape, batch_size, dev)

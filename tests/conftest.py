@@ -4,6 +4,13 @@ The FID reference cache (``$UNET_NAS_CACHE``) and matplotlib's font cache (``$MP
 point into one temporary directory, set when pytest starts so that the subprocesses tests
 launch (``python -m nas.search ...``) inherit it too; it is removed when the session ends.
 Ray test clusters run with token authentication off.
+
+Under pytest-xdist (``-n 2``, the README's command) the workers inherit the controller's
+environment, so they share that one cache (its writers are atomic and locked, as for
+``--workers N``) and the classifier and data caches are built once; only the process that made
+the directory removes it.  Each worker runs torch with one intra-op thread: two workers with two
+threads each on two cores wait on each other at every parallel region (see
+``evaluators/contention.py``).
 """
 
 from __future__ import annotations
@@ -14,14 +21,34 @@ import tempfile
 
 import pytest
 
-_CACHE = tempfile.mkdtemp(prefix="unet-nas-tests-")
+_ROOT_ENV = "UNET_NAS_TEST_CACHE_ROOT"
+_OWNS_CACHE = _ROOT_ENV not in os.environ  # false in an xdist worker: the controller made it
+_CACHE = os.environ.setdefault(_ROOT_ENV, tempfile.mkdtemp(prefix="unet-nas-tests-") if _OWNS_CACHE else "")
 os.environ["UNET_NAS_CACHE"] = os.path.join(_CACHE, "unet-nas")
 os.environ["MPLCONFIGDIR"] = os.path.join(_CACHE, "matplotlib")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # read when Ray starts: no token for test clusters
 
+if "PYTEST_XDIST_WORKER" in os.environ:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Modules holding slow end-to-end tests first (a stable sort: otherwise collection order).
+
+    Under the README's ``-n 2`` each module goes to one xdist worker as a unit, in this order
+    (``--dist loadscope --no-loadscope-reorder`` in pyproject.toml): starting with the long ones
+    leaves the many short modules to fill the end, so both workers finish together instead of
+    one running a long benchmark test alone at the end.
+    """
+    slow = {item.module.__name__ for item in items if item.module and item.get_closest_marker("slow")}
+    items.sort(key=lambda item: not (item.module and item.module.__name__ in slow))
+
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    shutil.rmtree(_CACHE, ignore_errors=True)
+    if _OWNS_CACHE:
+        shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

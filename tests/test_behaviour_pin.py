@@ -15,7 +15,9 @@ machine-independent record (proposed specs, parameters, MACs, states, constraint
 match everywhere, and the metrics match to 1e-6 against ``pinned_search.<capability>.json``
 when one is recorded for this machine's capability, else ``pinned_search.json``'s val_loss to
 2% (the FID-type metrics are then not compared).  ``python tests/test_behaviour_pin.py
---this-cpu`` records the pin of this machine's capability.
+--this-cpu`` records the pin of this machine's capability.  The AVX2 pin was recorded again when
+the FID reference's classifier started training with one CPU thread whatever the load
+(``evaluators.contention.REFERENCE_THREADS``): its FID-type metrics moved, nothing else did.
 """
 
 from __future__ import annotations

@@ -11,11 +11,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The tests' tiny space: the structure is what is checked, and its candidates train in about a second.
+TINY = REPO / "tests" / "data" / "tiny.yaml"
 CORRELATION_KEYS = {"n", "spearman", "spearman_p", "kendall", "kendall_p"}
 
 
 def _run(out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "benchmarks/proxy_fidelity.py", "--size", "quick", "--out", str(out)],
+    return subprocess.run([sys.executable, "benchmarks/proxy_fidelity.py", "--size", "quick", "--out", str(out),
+                           "--space", str(TINY)],
                           cwd=REPO, capture_output=True, text=True, timeout=400, check=False)
 
 

@@ -11,11 +11,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The tests' tiny space: the structure is what is checked, and its candidates train in about a second.
+TINY = REPO / "tests" / "data" / "tiny.yaml"
 
 
 @pytest.mark.slow
 def test_quick_size_writes_json_and_plot(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "benchmarks/load_robustness.py", "--size", "quick", "--out", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "benchmarks/load_robustness.py", "--size", "quick", "--out", str(tmp_path),
+                           "--space", str(TINY)],
                           cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((tmp_path / "load_robustness.json").read_text())

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The tests' tiny space: the structure is what is checked, and its candidates train in about a second.
+TINY = REPO / "tests" / "data" / "tiny.yaml"
 RUN_KEYS = {"backend": str, "budget": str, "workers": int, "trials": int, "wall_s": float, "compute_s": float,
             "evaluator_overhead_s": float, "other_s": float, "compute_share": float,
             "evaluator_overhead_share": float, "other_share": float, "overhead_share": float,
@@ -28,7 +30,8 @@ TRIAL_KEYS = {"number", "state", "status", "duplicate_of", "compute_s", "scoring
 @pytest.mark.slow
 def test_quick_size_writes_json_and_plot(tmp_path: Path) -> None:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    proc = subprocess.run([sys.executable, "benchmarks/overhead.py", "--size", "quick", "--out", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "benchmarks/overhead.py", "--size", "quick", "--out", str(tmp_path),
+                           "--space", str(TINY)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=400, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "overhead.png").stat().st_size > 0

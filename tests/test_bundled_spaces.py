@@ -55,6 +55,15 @@ def reduced(spec: UNetSpec) -> UNetSpec:
     return dataclasses.replace(spec, base_channels=8, norm_groups=4, head_channels=8)
 
 
+def smaller_images(spec: UNetSpec) -> UNetSpec:
+    """The same modules on images half the size where every level still halves evenly (no layer's
+    shape depends on the image size; full attention at 32x32 costs 16 times that at 16x16)."""
+    half = spec.image_size // 2
+    if spec.image_size % 2 == 0 and half % 2 ** (len(spec.levels) - 1) == 0:
+        return dataclasses.replace(spec, image_size=half)
+    return spec
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BUNDLED)
 def test_100_random_specs_build_train_and_round_trip(name: str) -> None:
@@ -65,7 +74,7 @@ def test_100_random_specs_build_train_and_round_trip(name: str) -> None:
     for i, spec in enumerate(specs):
         assert UNetSpec.from_yaml(spec.to_yaml()) == spec
         assert UNetSpec.from_dict(yaml.safe_load(spec.to_yaml())) == spec
-        small = reduced(spec) if spec.base_channels > 16 else spec
+        small = smaller_images(reduced(spec) if spec.base_channels > 16 else spec)
         model = build_unet(small)
         if i % 10 == 0:  # the meta-device count is exact but not free
             assert count_parameters(small) == sum(p.numel() for p in model.parameters())

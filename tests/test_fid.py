@@ -174,3 +174,21 @@ def test_bad_feature_kinds(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("UNET_NAS_INCEPTION_WEIGHTS", raising=False)
     with pytest.raises(ConfigError, match="inception"):
         get_reference(data, cache_dir=tmp_path, feature_kind="inception")
+
+
+def test_the_reference_does_not_depend_on_the_callers_thread_count(mnist32: ImageData, tmp_path) -> None:
+    """The classifier trains with a fixed thread count: a busy machine (where the search picks one
+    thread) and a quiet one (two) cache the same reference, so FID proxies stay comparable."""
+    config = TrainConfig(epochs=1, max_steps=12)
+    built = []
+    old = torch.get_num_threads()
+    try:
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            built.append(get_reference(mnist32, cache_dir=tmp_path / str(threads), train_config=config))
+            assert torch.get_num_threads() == threads  # restored for the caller
+    finally:
+        torch.set_num_threads(old)
+    assert not built[0].from_cache and not built[1].from_cache
+    np.testing.assert_array_equal(built[0].mu, built[1].mu)
+    np.testing.assert_array_equal(built[0].real_features, built[1].real_features)

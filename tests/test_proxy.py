@@ -138,9 +138,10 @@ def test_unbuildable_spec_is_invalid(context: EvalContext) -> None:
 
 @pytest.mark.slow
 def test_full_budget_beats_a_tenth_of_it(context: EvalContext) -> None:
-    """Held-out loss and FID proxy are clearly better at the `cpu` budget than at a tenth."""
+    """Held-out loss and FID proxy are clearly better at the `cpu` budget than at a tenth (one seed: the
+    margins below are several times the seed noise measured in results/benchmarks/proxy_fidelity/)."""
     budget: Budget = DEFAULT_BUDGETS["cpu"]
-    for seed in (0, 1):
+    for seed in (0,):
         short = evaluate(SMALL, budget=budget.scaled(0.1), context=context, seed=seed)
         full = evaluate(SMALL, budget=budget, context=context, seed=seed)
         assert short.status == full.status == "ok"
