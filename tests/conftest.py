@@ -5,10 +5,10 @@ point into one temporary directory, set when pytest starts so that the subproces
 launch (``python -m nas.search ...``) inherit it too; it is removed when the session ends.
 Ray test clusters run with token authentication off.
 
-Under pytest-xdist (``-n 2``, the README's command) the workers inherit the controller's
+Under pytest-xdist (``-n 3``, the README's command) the workers inherit the controller's
 environment, so they share that one cache (its writers are atomic and locked, as for
 ``--workers N``) and the classifier and data caches are built once; only the process that made
-the directory removes it.  Each worker runs torch with one intra-op thread: two workers with two
+the directory removes it.  Each worker runs torch with one intra-op thread: workers with two
 threads each on two cores wait on each other at every parallel region (see
 ``evaluators/contention.py``).
 """
@@ -37,7 +37,7 @@ if "PYTEST_XDIST_WORKER" in os.environ:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Modules holding slow end-to-end tests first (a stable sort: otherwise collection order).
 
-    Under the README's ``-n 2`` each module goes to one xdist worker as a unit, in this order
+    Under the README's ``-n 3`` each module goes to one xdist worker as a unit, in this order
     (``--dist loadscope --no-loadscope-reorder`` in pyproject.toml): starting with the long ones
     leaves the many short modules to fill the end, so both workers finish together instead of
     one running a long benchmark test alone at the end.
