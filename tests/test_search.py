@@ -132,7 +132,10 @@ def check_sigkill_mid_trial_and_resume(tmp_path: Path, *, storage: str) -> None:
         except Exception:  # noqa: BLE001 - the study may not exist yet
             continue
         states = [t.state for t in study.trials]
-        if states.count(TrialState.COMPLETE) >= 2 and TrialState.RUNNING in states:
+        # Kill inside training, after every decision is made (the spec digest is recorded after the
+        # last suggestion): a kill mid-suggestion leaves a retry that must sample the rest afresh.
+        training = [t for t in study.trials if t.state == TrialState.RUNNING and "spec_digest" in t.user_attrs]
+        if states.count(TrialState.COMPLETE) >= 2 and training:
             break
     proc.send_signal(signal.SIGKILL)
     proc.wait()
