@@ -259,15 +259,20 @@ def build_table(path: Path, space: Any, *, specs: list[Any], budget_name: str, d
         write_table(path, existing, header)  # the same probes, columns added since
     done = {r["digest"] for r in existing}
     todo = [s for s in specs if s.digest() not in done]
-    # The real-vs-real floor identifies the FID reference a row was scored against: rows scored
-    # against another one (another classifier, e.g. an older cache version) are not comparable.
-    floors = {r["fid_floor"] for r in existing if r.get("fid_floor") is not None}
     print(f"{space.name}: {len(specs)} points, {len(done)} already in {path}, {len(todo)} to evaluate at "
           f"budget {budget_name} ({budget.steps} steps, {budget.fid_samples} FID samples); "
           f"torch threads {torch.get_num_threads()}", flush=True)
     started = time.perf_counter()
     context = EvalContext.load(dataset=space.data.dataset, image_size=space.data.image_size,
                                channels=space.data.channels, device=device, seed=0) if todo else None
+    # The real-vs-real floor identifies the FID reference a row was scored against: rows scored
+    # against another one (another classifier, e.g. an older cache version) are not comparable.
+    floors = {r["fid_floor"] for r in existing if r.get("fid_floor") is not None}
+    if context is not None and context.reference is not None and floors and budget.fid_samples >= 2:
+        floor = context.reference.floor(budget.fid_samples, seed=0)  # as EvalContext.prepare (cached)
+        if not any(math.isclose(floor, f, rel_tol=1e-9) for f in floors):
+            raise SystemExit(f"error: {path} was scored against another FID reference (floor {sorted(floors)}, "
+                             f"now {floor}); move it away to build a new table, or use another --out")
     new_file = not path.is_file() or path.stat().st_size == 0
     with path.open("a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=header, extrasaction="raise")
@@ -275,11 +280,6 @@ def build_table(path: Path, space: Any, *, specs: list[Any], budget_name: str, d
             writer.writeheader()
         for i, spec in enumerate(todo, 1):
             row = evaluate_point(space, spec, budget, budget_name, context)
-            floor = row.get("fid_floor")
-            if floors and floor is not None and not any(math.isclose(floor, f, rel_tol=1e-9) for f in floors):
-                raise SystemExit(f"error: {path} was scored against another FID reference (floor "
-                                 f"{sorted(floors)}, now {floor}); move it away to build a new table, or "
-                                 "use another --out")
             writer.writerow({k: _cell(row.get(k)) for k in header})
             fh.flush()
             os.fsync(fh.fileno())  # a killed build keeps every finished row

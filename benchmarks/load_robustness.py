@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     space = load_space(args.space)
     budget = space.budgets[size.budget]
     specs = pick_architectures(args.space, size.architectures, seed=1)
-    # The README's reference candidate (`nas.space sample light.yaml --seed 0`, as evaluator_timing.py).
+    # The space's first sample (for light.yaml the README's reference candidate, as evaluator_timing.py).
     evaluated = space.sample(1, seed=0)[0]
     started = time.perf_counter()
     for key in ("policy", "default"):  # warm-up: the first timings in a process pay one-time costs

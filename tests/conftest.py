@@ -23,7 +23,9 @@ import pytest
 
 _ROOT_ENV = "UNET_NAS_TEST_CACHE_ROOT"
 _OWNS_CACHE = _ROOT_ENV not in os.environ  # false in an xdist worker: the controller made it
-_CACHE = os.environ.setdefault(_ROOT_ENV, tempfile.mkdtemp(prefix="unet-nas-tests-") if _OWNS_CACHE else "")
+if _OWNS_CACHE:
+    os.environ[_ROOT_ENV] = tempfile.mkdtemp(prefix="unet-nas-tests-")
+_CACHE = os.environ[_ROOT_ENV]
 os.environ["UNET_NAS_CACHE"] = os.path.join(_CACHE, "unet-nas")
 os.environ["MPLCONFIGDIR"] = os.path.join(_CACHE, "matplotlib")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # read when Ray starts: no token for test clusters
@@ -39,7 +41,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     Under the README's ``-n 3`` each module goes to one xdist worker as a unit, in this order
     (``--dist loadscope --no-loadscope-reorder`` in pyproject.toml): starting with the long ones
-    leaves the many short modules to fill the end, so both workers finish together instead of
+    leaves the many short modules to fill the end, so the workers finish together instead of
     one running a long benchmark test alone at the end.
     """
     slow = {item.module.__name__ for item in items if item.module and item.get_closest_marker("slow")}

@@ -51,6 +51,20 @@ def test_quick_build_and_replay(tmp_path: Path) -> None:
     again = _run("build", "--size", "quick", "--out", str(tmp_path))
     assert "0 to evaluate" in again.stdout
 
+    # Rows scored against another FID reference (another floor) are not appended to: refused
+    # before anything trains, and the table is left as it was.
+    other = tmp_path / "other"
+    other.mkdir()
+    with (other / "table.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**r, "fid_floor": "1.5" if r["fid_floor"] else ""} for r in rows[:-1])
+    before = (other / "table.csv").read_text()
+    refused = subprocess.run([sys.executable, SCRIPT, "build", "--size", "quick", "--out", str(other)], cwd=REPO,
+                             capture_output=True, text=True, timeout=300, check=False)
+    assert refused.returncode == 1 and "was scored against another FID reference" in refused.stderr
+    assert (other / "table.csv").read_text() == before
+
     proc = _run("replay", "--size", "quick", "--out", str(tmp_path))
     assert (tmp_path / "sampler_efficiency.png").stat().st_size > 0
     data = json.loads((tmp_path / "sampler_efficiency.json").read_text())

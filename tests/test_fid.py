@@ -48,6 +48,9 @@ def _blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def test_classifier_accuracy_and_first_build(reference: FidReference) -> None:
+    # The README's figures (`python -m pytest tests/test_fid.py -s -k first_build`).
+    print(f"classifier (MNIST at 32 px): {reference.accuracy:.1%} held-out accuracy, "
+          f"trained once in {reference.train_seconds:.1f} s")
     assert reference.feature_kind == "classifier"
     assert reference.accuracy is not None and reference.accuracy >= 0.97
     assert reference.real_features.shape == (1000, 128)
