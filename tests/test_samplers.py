@@ -1,4 +1,4 @@
-"""Tests for the sampler registry and our evolution / REINFORCE samplers (pure Optuna, no torch).
+"""Tests for the sampler registry and our samplers (evolution, REINFORCE, local, surrogate; no torch).
 
 The benchmark problem is additive: each decision adds a (cost, gain) pair from a fixed table, so
 its exact Pareto front is the non-dominated Minkowski sum of the tables, computable without
@@ -20,6 +20,9 @@ from optuna.trial import TrialState
 from nas.errors import ConfigError
 from nas.front import crowding_distance, hypervolume, non_dominated_ranks, pareto_mask
 from nas.samplers import SAMPLERS, EvolutionSampler, ReinforceSampler, make_sampler, sampler_names
+from nas.samplers._encoding import DecisionEncoder
+from nas.samplers._planned import SeenIndex
+from nas.samplers._space import contains
 from nas.samplers.evolution import PARENTS_ATTR
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials below log warnings
@@ -124,7 +127,7 @@ def _params(study: optuna.Study) -> list[dict[str, Any]]:
 
 
 def test_registry_names() -> None:
-    assert sampler_names() == ["nsga2", "nsga3", "tpe", "random", "evolution", "rl"]
+    assert sampler_names() == ["nsga2", "nsga3", "tpe", "random", "evolution", "rl", "local", "surrogate", "gp"]
 
 
 def test_unknown_sampler_lists_valid_names() -> None:
@@ -136,7 +139,15 @@ def test_unknown_sampler_lists_valid_names() -> None:
         assert name in message
 
 
-@pytest.mark.parametrize("name", list(SAMPLERS))
+# Model-based samplers spend a fraction of a second per proposal: their cases run in the full suite.
+MODEL_BASED = {"surrogate", "gp"}
+
+
+def _cases(names: list[str]) -> list[Any]:
+    return [pytest.param(n, marks=pytest.mark.slow) if n in MODEL_BASED else n for n in names]
+
+
+@pytest.mark.parametrize("name", _cases(list(SAMPLERS)))
 def test_same_seed_same_trials(name: str) -> None:
     """Every registered sampler is reproducible from its seed (and the seed matters)."""
     n_trials = 30  # past NSGA's first generation (20) and the evolution/RL warm-ups
@@ -183,8 +194,10 @@ def test_evolution_and_rl_beat_random_hypervolume() -> None:
 
 # -- resuming and parallel workers ----------------------------------------------------------
 
+OURS = ["random", "evolution", "rl", "local", "surrogate"]  # rebuilt from storage, so resumable exactly
 
-@pytest.mark.parametrize("name", ["evolution", "rl"])
+
+@pytest.mark.parametrize("name", _cases(OURS))
 def test_resume_from_storage_continues_the_same_search(name: str, tmp_path: Any) -> None:
     """40 trials, then a "new process" (new storage handle, new sampler instance) resumes to 80
     from a journal file: the result equals an uninterrupted run, because population / policy
@@ -212,7 +225,7 @@ def test_resume_from_storage_continues_the_same_search(name: str, tmp_path: Any)
     assert _params(resumed) == _params(_run(make_sampler(name, seed=3), 80))
 
 
-@pytest.mark.parametrize("name", ["evolution", "rl"])
+@pytest.mark.parametrize("name", _cases(OURS))
 def test_one_instance_on_two_studies_keeps_them_apart(name: str) -> None:
     """Per-study caches: reusing an instance on a second (in-memory, also study id 0) study
     gives exactly what a fresh instance gives."""
@@ -222,7 +235,7 @@ def test_one_instance_on_two_studies_keeps_them_apart(name: str) -> None:
     assert _params(_run(sampler, 60)) == _params(_run(make_sampler(name, seed=2), 60))
 
 
-@pytest.mark.parametrize("name", ["evolution", "rl"])
+@pytest.mark.parametrize("name", _cases(OURS))
 def test_workers_sharing_a_storage(name: str) -> None:
     """Two workers with their own sampler instances, trials in flight concurrently."""
 
@@ -338,6 +351,56 @@ def test_evolution_avoids_duplicate_children() -> None:
     earlier = [tuple(t.params.values()) for t in study.trials[:5]]
     assert len(children) == 10
     assert len(set(children)) == len(children) and not set(children) & set(earlier)
+
+
+@pytest.mark.parametrize("name", _cases(["local", "surrogate"]))
+def test_new_samplers_propose_feasible_distinct_specs_from_a_resumed_study(name: str, tmp_path: Any) -> None:
+    """40 trials with failures, stopped and infeasible ones, then a new process resumes for 30:
+    every resumed proposal is a legal architecture none of the 70 repeats, and fewer of them
+    fail or break a constraint than in the uniform start."""
+    path = str(tmp_path / "study.log")
+
+    def storage() -> optuna.storages.JournalStorage:
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+
+    first = optuna.create_study(directions=["minimize", "maximize"], sampler=make_sampler(name, seed=0),
+                                storage=storage(), study_name="messy")
+    first.optimize(_messy_objective, n_trials=40, catch=(RuntimeError,))
+    resumed = optuna.load_study(study_name="messy", storage=storage(), sampler=make_sampler(name, seed=0))
+    resumed.optimize(_messy_objective, n_trials=30, catch=(RuntimeError,))
+    trials = sorted(resumed.trials, key=lambda t: t.number)
+    assert len(trials) == 70
+    for i, trial in enumerate(trials[40:], start=40):
+        assert trial.params not in SeenIndex(trials[:i]), f"trial {i} repeats an earlier architecture"
+        assert all(contains(trial.distributions[n], v) for n, v in trial.params.items())
+        assert ("extra" in trial.params) == trial.params["use_extra"]  # the conditional decision
+
+    def bad(ts: list[optuna.trial.FrozenTrial]) -> float:
+        return sum(t.state != TrialState.COMPLETE or _is_infeasible(t) for t in ts) / len(ts)
+
+    assert bad(trials[40:]) < bad(trials[:10])
+
+
+def test_seen_index_matches_on_the_decisions_a_trial_made() -> None:
+    seen = SeenIndex([])
+    seen.add({"use_extra": False, "k": 1})
+    # Same made decisions: the same architecture, whatever an unasked conditional decision holds.
+    assert {"use_extra": False, "k": 1} in seen
+    assert {"use_extra": False, "k": 1, "extra": 2} in seen
+    assert {"use_extra": True, "k": 1, "extra": 2} not in seen
+    assert {"use_extra": False, "k": 2} not in seen
+    assert {"use_extra": 0, "k": 1} not in seen  # False == 0, but not the same choice
+
+
+def test_decision_encoder_columns_and_absent_decisions() -> None:
+    encoder = DecisionEncoder({"mult": [1, 2, 4], "conv": ["standard", "ghost"], "attn": [True, False]})
+    assert encoder.columns == ["attn=True", "attn=False", "attn:absent", "conv=standard", "conv=ghost",
+                               "conv:absent", "mult", "mult:absent"]
+    rows = encoder.encode([{"mult": 4, "conv": "ghost", "attn": False}, {"mult": 2}])
+    np.testing.assert_array_equal(rows[0], [0, 1, 0, 0, 1, 0, 4, 0])
+    # Absent decisions: no one-hot bit, the absent flag, and a numeric value below every choice.
+    np.testing.assert_array_equal(rows[1], [0, 0, 1, 0, 0, 1, 2, 0])
+    assert encoder.encode([{"conv": "depthwise"}])[0, 5] == 1.0  # outside the choices: absent
 
 
 # -- Pareto helpers -------------------------------------------------------------------------

@@ -1,9 +1,12 @@
 """Samplers that propose architectures: a name -> factory registry over Optuna samplers.
 
 Every entry builds an ``optuna.samplers.BaseSampler`` from a seed, so the search loop, Ray
-Tune's ``OptunaSearch`` and the tests treat them alike.  ``evolution`` and ``rl`` are ours
-(:mod:`nas.samplers.evolution`, :mod:`nas.samplers.rl`); the rest are Optuna's, with
-population sizes chosen for NAS budgets of tens to a few hundred trials.
+Tune's ``OptunaSearch`` and the tests treat them alike.  ``random``, ``evolution``, ``rl``,
+``local`` and ``surrogate`` are ours (:mod:`nas.samplers.uniform`, :mod:`nas.samplers.evolution`,
+:mod:`nas.samplers.rl`, :mod:`nas.samplers.local`, :mod:`nas.samplers.surrogate`: each proposal a
+function of the storage and ``(seed, trial number)``, so a resumed run continues); the rest are Optuna's, with
+population sizes chosen for NAS budgets of tens to a few hundred trials (``gp`` is Optuna's
+Gaussian-process sampler, a baseline for several objectives).
 """
 
 from __future__ import annotations
@@ -15,17 +18,21 @@ import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.samplers import (
     BaseSampler,
+    GPSampler,
     NSGAIIISampler,
     NSGAIISampler,
-    RandomSampler,
     TPESampler,
 )
 
 from nas.errors import ConfigError, close_match_hint
 from nas.samplers.evolution import EvolutionSampler
+from nas.samplers.local import LocalSearchSampler
 from nas.samplers.rl import ReinforceSampler
+from nas.samplers.surrogate import SurrogateSampler
+from nas.samplers.uniform import UniformSampler
 
-__all__ = ["SAMPLERS", "EvolutionSampler", "ReinforceSampler", "make_sampler", "sampler_names"]
+__all__ = ["SAMPLERS", "EvolutionSampler", "LocalSearchSampler", "ReinforceSampler", "SurrogateSampler",
+           "UniformSampler", "make_sampler", "sampler_names"]
 
 # Small enough that a 100-trial study runs several generations.
 _GA_POPULATION = 20
@@ -38,13 +45,23 @@ def _nsga3(seed: int | None) -> BaseSampler:
         return NSGAIIISampler(population_size=_GA_POPULATION, seed=seed)
 
 
+def _gp(seed: int | None) -> BaseSampler:
+    # GPSampler is experimental in Optuna 5 (as NSGA-III); it is offered as a baseline.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return GPSampler(seed=seed)
+
+
 SAMPLERS: dict[str, Callable[[int | None], BaseSampler]] = {
     "nsga2": lambda seed: NSGAIISampler(population_size=_GA_POPULATION, seed=seed),
     "nsga3": _nsga3,
     "tpe": lambda seed: TPESampler(multivariate=True, constant_liar=True, seed=seed),
-    "random": lambda seed: RandomSampler(seed=seed),
+    "random": lambda seed: UniformSampler(seed=seed),
     "evolution": lambda seed: EvolutionSampler(seed=seed),
     "rl": lambda seed: ReinforceSampler(seed=seed),
+    "local": lambda seed: LocalSearchSampler(seed=seed),
+    "surrogate": lambda seed: SurrogateSampler(seed=seed),
+    "gp": _gp,
 }
 
 
