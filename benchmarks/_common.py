@@ -43,14 +43,17 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def shown_path(path: Path) -> str:
+    """``path`` relative to the repository when inside it (a committed JSON names no home)."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 def command_line() -> str:
     """The command that is running, as a user would retype it from the repository root."""
-    script = Path(sys.argv[0]).resolve()
-    try:
-        shown = str(script.relative_to(REPO))
-    except ValueError:
-        shown = str(script)
-    return shlex.join(["python", shown, *sys.argv[1:]])
+    return shlex.join(["python", shown_path(Path(sys.argv[0])), *sys.argv[1:]])
 
 
 def output_dir(name: str, out: str | Path | None) -> Path:

@@ -328,6 +328,10 @@ class TableLookup:
     no_skill: Any  # spec -> the no-skill scores (no_skill_scores below)
     budget: Any = None  # the replayed rung layout (its rungs must be among the table's probes)
 
+    def row(self, digest: str) -> dict[str, Any] | None:
+        """The recorded row of the point with ``digest`` (None: not in the table)."""
+        return self.rows.get(digest)
+
     def static(self, spec: Any) -> dict[str, Any]:
         """The row's params and MACs (nothing for a missing point)."""
         row = self.rows.get(spec.digest())

@@ -27,6 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, output_dir, write_result
 
+from nas.samplers import DEFAULT_SAMPLER
+
 NAME = "early_stopping"
 
 
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--space", default="light.yaml")
     parser.add_argument("--budget", default="cpu")
     parser.add_argument("--trials", type=int, default=24)
-    parser.add_argument("--sampler", default="evolution")
+    parser.add_argument("--sampler", default=DEFAULT_SAMPLER)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rules", nargs="+", default=["halving", "none"], help="stopping rules to run")
     parser.add_argument("--out", default=None, help=f"output folder (default results/benchmarks/{NAME})")

@@ -55,7 +55,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, output_dir, write_result
+from _common import REPO, output_dir, shown_path, write_result
+from _replay import Run, plot_curves, quiet, replay_one, stats, summarise_runs, trials_to_reach
 from _tabular import (
     REFERENCE,
     SPACE,
@@ -71,7 +72,7 @@ from _tabular import (
 from nas.cli import positive_int
 
 NAME = "sampler_efficiency"
-SAMPLER_ORDER = ("random", "nsga2", "tpe", "evolution", "rl")
+SAMPLER_ORDER = ("random", "nsga2", "tpe", "evolution", "rl", "local", "surrogate", "gp")
 PRUNED_SAMPLERS = ("random", "evolution")
 # The early-stopping layouts replayed: a rule of nas.scheduling, its rungs and eta.
 STOPPING = {
@@ -98,16 +99,6 @@ SIZES = {
 }
 
 
-def quiet() -> None:
-    """Optuna logs every trial at INFO; the replay runs thousands."""
-    import warnings
-
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
 # ----- build: the table (benchmarks/_tabular.py) ---------------------------------------------
 def build(args: argparse.Namespace) -> int:
     """Evaluate every point not yet in the table and append it (resumable), then measure the
@@ -121,79 +112,19 @@ def build(args: argparse.Namespace) -> int:
     return 0
 
 
-# ----- the replay -----------------------------------------------------------------------------
-@dataclass
-class Run:
-    """One replayed search: HV share after every trial and the training it cost."""
-
-    hv_share: list[float]
-    cum_steps: list[int]  # training steps spent up to and including each trial
-    steps: int
-    train_seconds: float
-    eval_seconds: float
-    states: dict[str, int]
-    distinct: int
-
-
-def replay_one(space: Any, table: Table, sampler: str, seed: int, trials: int, *, stopping: str | None,
-               no_skill: Any) -> Run:
-    """Replay one search of ``trials`` trials: the search's own study, sampler and trial runner,
-    with the gate and the evaluation answered from the table (``_tabular.TableLookup``), stopped
-    early by the layout ``stopping`` of :data:`STOPPING` (None: no early stopping)."""
-    import optuna
-    from optuna.trial import TrialState
-
-    from nas.samplers import make_sampler
+# ----- the replay (benchmarks/_replay.py) ----------------------------------------------------
+def exact_replay(space: Any, table: Table, sampler: str, seed: int, trials: int, *, stopping: str | None,
+                 no_skill: Any) -> Run:
+    """One replay answered from the table, stopped early by the layout ``stopping`` of
+    :data:`STOPPING` (None: no early stopping)."""
     from nas.scheduling import make_rule
-    from nas.study import open_search_study
 
-    study = open_search_study(space, storage=optuna.storages.InMemoryStorage(), study_name=f"{sampler}-{seed}",
-                              sampler=make_sampler(sampler, seed=seed))
     layout = STOPPING[stopping] if stopping else None
     budget = dataclasses.replace(table_budgets()[table.budget_name], rungs=layout["rungs"],
                                  eta=layout["eta"]) if layout else None
     rule = make_rule(layout["rule"], eta=layout["eta"]) if layout else None
-    runner = TableLookup(table.rows, no_skill=no_skill, budget=budget).runner(space, study, rule=rule,
-                                                                              budget_name=table.budget_name)
-    found: list[list[float]] = []
-    hv_share: list[float] = []
-    cum_steps: list[int] = []
-    steps, train_s, eval_s, states, digests = 0, 0.0, 0.0, {}, set()
-    for _ in range(trials):
-        trial = study.ask()
-        outcome = runner.run(trial)
-        status = "duplicate" if trial.user_attrs.get("duplicate_of") is not None else outcome.status
-        row = table.rows.get(trial.user_attrs.get("spec_digest", ""))
-        if row is not None and status not in ("duplicate", "infeasible"):
-            used = int(trial.user_attrs.get("steps", 0))
-            steps += used
-            full = max(int(row["steps"] or 0), 1)
-            train_s += float(row["train_seconds"] or 0.0) * used / full
-            # A stopped trial skips the final held-out loss and the FID proxy.
-            eval_s += float(row["eval_seconds"] or 0.0) if outcome.state == TrialState.COMPLETE else \
-                float(row["train_seconds"] or 0.0) * used / full
-            digests.add(row["digest"])
-        study.tell(trial, outcome.values, state=outcome.state)
-        states[status] = states.get(status, 0) + 1
-        if outcome.state == TrialState.COMPLETE and status == "ok":
-            found.append(outcome.values)  # type: ignore[arg-type]
-        hv_share.append(table.hypervolume(np.array(found)) / table.true_hv if found else 0.0)
-        cum_steps.append(steps)
-    return Run(hv_share=hv_share, cum_steps=cum_steps, steps=steps, train_seconds=train_s, eval_seconds=eval_s,
-               states=states, distinct=len(digests))
-
-
-def _stats(values: np.ndarray) -> dict[str, Any]:
-    return {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
-            "max": float(values.max())}
-
-
-def trials_to_reach(curve: list[float], level: float) -> int | None:
-    """First trial (1-based) at which ``curve`` reaches ``level`` (None: never)."""
-    for i, value in enumerate(curve):
-        if value >= level - 1e-12:
-            return i + 1
-    return None
+    lookup = TableLookup(table.rows, no_skill=no_skill, budget=budget)
+    return replay_one(space, table, lookup, sampler, seed, trials, rule=rule)
 
 
 def default_table(out: Path, size: str, points: int) -> Path:
@@ -230,9 +161,9 @@ def replay(args: argparse.Namespace) -> int:
     samplers: dict[str, Any] = {}
     runs: dict[str, list[Run]] = {}
     for name in SAMPLER_ORDER:
-        runs[name] = [replay_one(space, table, name, seed, trials, stopping=None, no_skill=no_skill)
+        runs[name] = [exact_replay(space, table, name, seed, trials, stopping=None, no_skill=no_skill)
                       for seed in seeds]
-        samplers[name] = _summary(runs[name])
+        samplers[name] = summarise_runs(runs[name])
         print(f"{name:>9}: final HV share {samplers[name]['final']['mean']:.3f} "
               f"+- {samplers[name]['final']['std']:.3f}", flush=True)
     target = samplers["random"]["final"]["mean"]
@@ -243,7 +174,7 @@ def replay(args: argparse.Namespace) -> int:
     for layout in STOPPING:
         early[layout] = {}
         for name in PRUNED_SAMPLERS:
-            pruned = [replay_one(space, table, name, seed, trials, stopping=layout, no_skill=no_skill)
+            pruned = [exact_replay(space, table, name, seed, trials, stopping=layout, no_skill=no_skill)
                       for seed in seeds]
             early[layout][name] = e = _early_summary(runs[name], pruned)
             print(f"{name:>9} + {layout}: steps {e['steps_without']['mean']:.0f} -> {e['steps_with']['mean']:.0f} "
@@ -259,14 +190,14 @@ def replay(args: argparse.Namespace) -> int:
     payload = {
         "size": args.size,
         "space": str(SPACE.relative_to(REPO)),
-        "table": {"path": _shown(table_path), "rows": len(table.rows), "space_points": cardinality,
+        "table": {"path": shown_path(table_path), "rows": len(table.rows), "space_points": cardinality,
                   "statuses": statuses, "feasible_ok": sum(1 for r in table.rows.values()
                                                            if r["status"] == "ok" and r["feasible"]),
                   "budget_name": table.budget_name, "budget": table_budgets()[table.budget_name].to_dict(),
                   "eval_seed": 0, "throughput_rounds": sorted({r.get("throughput_rounds") for r in table.rows.values()
                                                                if r["status"] == "ok"}, key=str),
                   "build_wall_seconds_sum": float(walls.sum()),
-                  "seconds_per_trained_point": _stats(trained) if len(trained) else None},
+                  "seconds_per_trained_point": stats(trained) if len(trained) else None},
         "normalisation": {"objectives": [f"{o.metric} ({o.direction})" for o in space.objectives],
                           "min_minimised": table.lo, "range": table.scale, "reference": REFERENCE,
                           "true_front_hypervolume": table.true_hv},
@@ -283,26 +214,6 @@ def replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shown(path: Path) -> str:
-    """``path`` relative to the repository when inside it (the committed JSON names no home)."""
-    try:
-        return str(path.resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)
-
-
-def _summary(runs: list[Run]) -> dict[str, Any]:
-    curves = np.array([r.hv_share for r in runs])
-    states: dict[str, int] = {}
-    for r in runs:
-        for k, v in r.states.items():
-            states[k] = states.get(k, 0) + v
-    return {"curve": {k: [float(x) for x in getattr(curves, k)(axis=0)] for k in ("mean", "std", "min", "max")},
-            "final": _stats(curves[:, -1]), "final_per_seed": [float(x) for x in curves[:, -1]],
-            "distinct_points": _stats(np.array([r.distinct for r in runs], dtype=float)),
-            "states": states}
-
-
 def _early_summary(plain: list[Run], pruned: list[Run]) -> dict[str, Any]:
     without = np.array([r.steps for r in plain], dtype=float)
     with_ = np.array([r.steps for r in pruned], dtype=float)
@@ -311,21 +222,21 @@ def _early_summary(plain: list[Run], pruned: list[Run]) -> dict[str, Any]:
     hv_plain = np.array([r.hv_share[-1] for r in plain])
     hv_pruned = np.array([r.hv_share[-1] for r in pruned])
     return {
-        "steps_without": _stats(without), "steps_with": _stats(with_), "steps_with_share": _stats(share),
-        "steps_saved_share": _stats(1.0 - share),
-        "train_seconds_without": _stats(np.array([r.train_seconds for r in plain])),
-        "train_seconds_with": _stats(np.array([r.train_seconds for r in pruned])),
-        "eval_seconds_without": _stats(np.array([r.eval_seconds for r in plain])),
-        "eval_seconds_with": _stats(np.array([r.eval_seconds for r in pruned])),
-        "hv_without": _stats(hv_plain),
-        "hv_with": _stats(hv_pruned),
+        "steps_without": stats(without), "steps_with": stats(with_), "steps_with_share": stats(share),
+        "steps_saved_share": stats(1.0 - share),
+        "train_seconds_without": stats(np.array([r.train_seconds for r in plain])),
+        "train_seconds_with": stats(np.array([r.train_seconds for r in pruned])),
+        "eval_seconds_without": stats(np.array([r.eval_seconds for r in plain])),
+        "eval_seconds_with": stats(np.array([r.eval_seconds for r in pruned])),
+        "hv_without": stats(hv_plain),
+        "hv_with": stats(hv_pruned),
         # The stopped searches' final share over the plain ones' (both means over the seeds).
         "hv_kept": {"mean": float(hv_pruned.mean() / hv_plain.mean()) if hv_plain.mean() > 0 else 0.0},
-        "hv_cost": _stats(np.array([a.hv_share[-1] - b.hv_share[-1] for a, b in zip(plain, pruned, strict=True)])),
+        "hv_cost": stats(np.array([a.hv_share[-1] - b.hv_share[-1] for a, b in zip(plain, pruned, strict=True)])),
         # Equal compute: the plain run's share after its last trial within the stopped run's steps.
-        "hv_without_at_equal_steps": _stats(np.array([_at_steps(a, b.steps)
+        "hv_without_at_equal_steps": stats(np.array([_at_steps(a, b.steps)
                                                       for a, b in zip(plain, pruned, strict=True)])),
-        "pruned_trials": _stats(pruned_counts),
+        "pruned_trials": stats(pruned_counts),
         "curve_with": [float(x) for x in np.array([r.hv_share for r in pruned]).mean(axis=0)],
         "cum_steps_without": [float(x) for x in np.array([r.cum_steps for r in plain]).mean(axis=0)],
         "cum_steps_with": [float(x) for x in np.array([r.cum_steps for r in pruned]).mean(axis=0)],
@@ -375,18 +286,9 @@ def plot(samplers: dict[str, Any], early: dict[str, Any], target: float, trials:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    x = np.arange(1, trials + 1)
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.6), dpi=110)
     colours = dict(zip(SAMPLER_ORDER, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
-    for name, s in samplers.items():
-        c = s["curve"]
-        ax.plot(x, c["mean"], color=colours.get(name), label=name)
-        ax.fill_between(x, c["min"], c["max"], color=colours.get(name), alpha=0.12)
-    ax.axhline(target, color="black", linestyle="--", linewidth=1, label=f"random's final mean ({target:.3f})")
-    ax.set_xlabel("trial")
-    ax.set_ylabel("hypervolume share of the table's front")
-    ax.set_title(f"mean over {seeds} seeds, band min-max")
-    ax.legend(fontsize=8, loc="lower right")
+    plot_curves(ax, samplers, target, seeds, colours)
     styles = dict(zip(early, (":", "--", "-."), strict=False))
     for name in PRUNED_SAMPLERS:
         first = next(iter(early.values()))[name]

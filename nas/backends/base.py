@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from nas.samplers import DEFAULT_SAMPLER
+
 if TYPE_CHECKING:
     import torch
 
@@ -41,7 +43,7 @@ class SearchJob:
     ``deadline`` (a ``time.time()`` value)."""
 
     trials: int
-    sampler: str = "evolution"
+    sampler: str = DEFAULT_SAMPLER
     stopping: str = "halving"
     deadline: float | None = None
 

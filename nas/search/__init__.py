@@ -18,6 +18,7 @@ from pathlib import Path
 from nas.backends import Backend, SearchJob, make_backend
 from nas.context import RunContext, check_budget_name
 from nas.errors import ConfigError
+from nas.samplers import DEFAULT_SAMPLER
 from nas.search.progress import SearchProgress
 from nas.study import StudyCounts, count, quiet_optuna
 
@@ -29,7 +30,7 @@ class SearchSettings:
 
     space: str = "light.yaml"
     trials: int = 8
-    sampler: str = "evolution"
+    sampler: str = DEFAULT_SAMPLER
     budget: str | None = None  # None: gpu on CUDA, else cpu
     storage: str | None = None  # None: sqlite:///OUT/<space>.db
     study_name: str | None = None  # None: the space's name

@@ -21,14 +21,14 @@ __all__ = ["build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     """The search's flags, with defaults shown in ``--help``."""
     from nas.backends import BACKENDS
-    from nas.samplers import sampler_names
+    from nas.samplers import DEFAULT_SAMPLER, sampler_names
     from nas.scheduling import RULES
 
     parser = ArgumentParser(prog="python -m nas.search", description=__doc__.split("\n\n")[0])
     parser.add_argument("--space", default="light.yaml", help="a space file or a bundled name (light.yaml)")
     parser.add_argument("--trials", type=positive_int, default=8, help="finished trials the study should have")
     parser.add_argument("--timeout", type=positive_float, default=None, help="start no trial after this many seconds")
-    parser.add_argument("--sampler", default="evolution", choices=sampler_names(), help="proposal strategy")
+    parser.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=sampler_names(), help="proposal strategy")
     parser.add_argument("--budget", default=None, help="budget name from the space (default: gpu on CUDA, else cpu)")
     parser.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///OUT/SPACE.db); "
                         "a .log path for a journal file; postgresql://... for a cluster")

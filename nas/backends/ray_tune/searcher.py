@@ -38,6 +38,7 @@ from ray.tune.search import Searcher
 
 from nas.backends.ray_tune.trainable import FINAL_KEY, RUNG_KEY
 from nas.errors import ConfigError
+from nas.samplers import DEFAULT_SAMPLER
 from nas.study import StudyCounts, ask_if_room, count, heartbeat
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class StudySearcher(Searcher):
     reason of the trials it stops.
     """
 
-    def __init__(self, context: RunContext, *, trials: int, sampler: str = "evolution",
+    def __init__(self, context: RunContext, *, trials: int, sampler: str = DEFAULT_SAMPLER,
                  deadline: float | None = None, progress: Callable[[StudyCounts], None] | None = None,
                  stopper: str = "the Ray scheduler") -> None:
         super().__init__(metric=None, mode=None)
