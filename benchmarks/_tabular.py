@@ -160,32 +160,42 @@ def evaluate_point(space: Any, spec: Any, budget: Any, budget_name: str, context
     return row
 
 
-def remeasure_throughput(specs: list[Any], rows: list[dict[str, Any]], budget: Any, device: Any,
-                         rounds: int) -> None:
-    """Set each trained row's ``throughput`` to the median of ``rounds`` interleaved measurements.
+def interleaved_throughput(specs: list[Any], budget: Any, device: Any, rounds: int) -> dict[str, list[float]]:
+    """Each spec's throughput (images/s) measured ``rounds`` times with the gate's own timing,
+    every spec once per round in a fresh order (seed 0), by digest.
 
     The machine is shared: one measurement per point, taken minutes apart, compares points under
     different loads.  Measuring every point once per round, in a fresh order each round, spreads
-    the load over all points alike; the median drops a round that hit a burst.
+    the load over all points alike; a median drops a round that hit a burst.
     """
+    import torch
+
+    from evaluators.device import Precision
+    from nas.gate import ThroughputTiming
+
+    samples: dict[str, list[float]] = {s.digest(): [] for s in specs}
+    timing = ThroughputTiming(budget=budget, device=device, precision=Precision.for_device(device))  # the gate's
+    rng = np.random.default_rng(0)
+    for _ in range(rounds):
+        for index in rng.permutation(len(specs)):
+            torch.manual_seed(0)
+            samples[specs[index].digest()].append(timing(specs[index])["throughput"])
+    return samples
+
+
+def remeasure_throughput(specs: list[Any], rows: list[dict[str, Any]], budget: Any, device: Any,
+                         rounds: int) -> None:
+    """Set each trained row's ``throughput`` to the median of ``rounds`` interleaved measurements
+    (:func:`interleaved_throughput`)."""
     import statistics
 
     import torch
 
     from evaluators.contention import timing_threads
-    from evaluators.device import Precision
-    from nas.gate import ThroughputTiming
 
     by_digest = {s.digest(): s for s in specs}
     todo = [r for r in rows if r["status"] == "ok" and r["digest"] in by_digest]
-    samples: dict[str, list[float]] = {r["digest"]: [] for r in todo}
-    timing = ThroughputTiming(budget=budget, device=device, precision=Precision.for_device(device))  # the gate's
-    rng = np.random.default_rng(0)
-    for _ in range(rounds):
-        for index in rng.permutation(len(todo)):
-            spec = by_digest[todo[index]["digest"]]
-            torch.manual_seed(0)
-            samples[spec.digest()].append(timing(spec)["throughput"])
+    samples = interleaved_throughput([by_digest[r["digest"]] for r in todo], budget, device, rounds)
     for row in todo:
         if row.get("throughput_eval") is None:
             row["throughput_eval"] = row["throughput"]

@@ -2,6 +2,7 @@
 
     python benchmarks/light_benchmark.py build --size cpu               # hours on 2 CPU cores; resumable
     python benchmarks/light_benchmark.py build --size cpu --points 300  # grows the same draw
+    python benchmarks/light_benchmark.py replay --size cpu              # samplers on its surrogate
 
 ``benchmarks/sampler_efficiency.py`` replays samplers on every point of a 72-point sub-space
 with 5 decisions, at a 30-step recipe where width decides most of the front; samplers can
@@ -16,9 +17,21 @@ search's gate skips them.  When every drawn point is in the table, the trained p
 throughput is measured again in interleaved rounds (``_tabular.remeasure_throughput``); run the
 build on a quiet machine for that step.
 
-Sizes: ``quick`` draws 3 feasible points at the smoke budget into ``--out`` (the test;
-seconds), ``cpu`` 200 feasible points at the ``cpu`` budget (the committed table,
-``results/benchmarks/light_benchmark/table.csv``).
+``replay`` fits a surrogate of the table (``benchmarks/_surrogate.py``: gradient-boosted trees
+per figure, parameters and MACs counted exactly), reports its 5-fold held-out rank correlation
+per figure, and replays every sampler for N trials over several seeds through the search's own
+study, sampler and trial runner (``_replay.replay_one``), answered by the surrogate.  The
+hypervolume share is over the table's normalisation (its feasible trained rows, minimised,
+reference 1.1); predicted points can beat the table's front, so a share can exceed 1.  A
+sampler's result counts only for objectives whose held-out Spearman is at least 0.8
+(:data:`MIN_SPEARMAN`); the JSON says which do.  Written to ``--out``: ``surrogate_replay.json``
+and ``surrogate_replay.png``.
+
+Sizes: ``quick`` draws 3 feasible points at the smoke budget into ``--out`` and replays 1 seed
+x 12 trials on the committed table (the test; seconds); ``cpu`` builds 200 feasible points at
+the ``cpu`` budget (the committed table, ``results/benchmarks/light_benchmark/table.csv``) and
+replays 100 trials x 20 seeds, 5 seeds for ``gp`` (its proposals fit a GP each trial: seconds
+apiece on 2 cores).
 """
 
 from __future__ import annotations
@@ -27,15 +40,21 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, output_dir
-from _tabular import build_table, drawn_points
+from _common import REPO, output_dir, shown_path, write_result
+from _replay import Run, plot_curves, quiet, replay_one, summarise_runs, trials_to_reach
+from _surrogate import SurrogateLookup, cross_validate
+from _tabular import REFERENCE, Table, build_table, drawn_points, no_skill_scores, read_table
 
 from nas.cli import positive_int
 
 NAME = "light_benchmark"
 SPACE = REPO / "search_spaces" / "light.yaml"
+COMMITTED = REPO / "results" / "benchmarks" / NAME / "table.csv"
+SAMPLER_ORDER = ("random", "nsga2", "tpe", "evolution", "rl", "local", "surrogate", "gp")
+MIN_SPEARMAN = 0.8  # a replayed result counts for an objective the surrogate ranks at least this well
 
 
 @dataclass(frozen=True)
@@ -45,11 +64,14 @@ class Size:
     budget: str  # a key of _tabular.table_budgets()
     points: int  # feasible points of the draw
     throughput_rounds: int  # interleaved throughput measurements per point
+    trials: int  # replay trials per search
+    seeds: int  # replay seeds per sampler
+    gp_seeds: int  # fewer for Optuna's GPSampler: it fits a GP for each proposal
 
 
 SIZES = {
-    "quick": Size(budget="smoke", points=3, throughput_rounds=2),
-    "cpu": Size(budget="cpu", points=200, throughput_rounds=3),
+    "quick": Size(budget="smoke", points=3, throughput_rounds=2, trials=12, seeds=1, gp_seeds=1),
+    "cpu": Size(budget="cpu", points=200, throughput_rounds=3, trials=100, seeds=20, gp_seeds=5),
 }
 
 
@@ -65,6 +87,143 @@ def build(args: argparse.Namespace) -> int:
     return 0
 
 
+def replay(args: argparse.Namespace) -> int:
+    """Fit the surrogate, report its held-out rank correlations, replay every sampler on it."""
+    import time
+
+    from nas.space import load_space
+
+    quiet()
+    size = SIZES[args.size]
+    out = output_dir(NAME, args.out)
+    space = load_space(SPACE)
+    table_path = Path(args.table) if args.table else COMMITTED
+    rows = read_table(table_path)
+    if not rows:
+        raise SystemExit(f"error: no table at {table_path}; run `build` first (or pass --table)")
+    started = time.perf_counter()
+    table = Table.load(rows, space)
+    correlation = cross_validate(space, rows)
+    for figure, c in correlation.items():
+        print(f"surrogate {figure:>10}: held-out Spearman {c['spearman']:.3f}, Kendall {c['kendall']:.3f}", flush=True)
+    trials = args.trials or size.trials
+    names = args.samplers or list(SAMPLER_ORDER)
+    jobs = [(name, seed, trials) for name in names
+            for seed in range(args.seeds or (size.gp_seeds if name == "gp" else size.seeds))]
+    results = _run_jobs(jobs, table_path, args.jobs)
+    samplers: dict[str, Any] = {}
+    for name in names:
+        mine = [results[job] for job in jobs if job[0] == name]
+        runs = [run for run, _, _ in mine]
+        samplers[name] = {**summarise_runs(runs), "seeds": len(runs),
+                          "seconds_per_trial": sum(s for _, s, _ in mine) / (len(runs) * trials)}
+        print(f"{name:>9}: final HV share {samplers[name]['final']['mean']:.3f} "
+              f"+- {samplers[name]['final']['std']:.3f} ({len(runs)} seeds)", flush=True)
+    target = samplers["random"]["final"]["mean"] if "random" in samplers else float("nan")
+    spread = samplers["random"]["final"]["std"] if "random" in samplers else float("nan")
+    for summary in samplers.values():
+        reach = trials_to_reach(summary["curve"]["mean"], target)
+        summary["trials_to_reach_random_final"] = reach
+        summary["reaches_random_final_in_a_third"] = reach is not None and reach <= trials / 3
+        summary["above_random_by_more_than_its_spread"] = summary["final"]["mean"] - target > spread
+    counted = [o.metric for o in space.objectives if correlation[o.metric]["spearman"] >= MIN_SPEARMAN]
+    payload = {
+        "size": args.size, "space": str(SPACE.relative_to(REPO)), "table": shown_path(table_path),
+        "table_rows": len(rows), "trained_rows": correlation["val_loss"]["rows"],
+        "surrogate": {"model": "sklearn GradientBoostingRegressor(n_estimators=400, learning_rate=0.03, "
+                               "max_depth=3, subsample=0.8), one per figure; log for throughput and latency",
+                      "features": "decision encoding (nas.samplers._encoding) + log params + log MACs",
+                      "held_out": correlation, "folds": 5, "min_spearman": MIN_SPEARMAN,
+                      "objectives_counted": counted},
+        "normalisation": {"min_minimised": table.lo, "range": table.scale, "reference": REFERENCE,
+                          "table_front_hypervolume": table.true_hv},
+        "trials": trials, "random_final_mean": target, "random_final_std": spread,
+        "exact_static_costs_counted": sum(counted for _, _, counted in results.values()),
+        "jobs": args.jobs,
+        "samplers": samplers, "replay_seconds": time.perf_counter() - started,
+    }
+    write_result(out / "surrogate_replay.json", payload)
+    _plot(samplers, target, out / "surrogate_replay.png")
+    print(markdown(samplers, trials))
+    return 0
+
+
+# One lookup per worker process: fitted once, its caches (exact static costs, predictions) shared
+# by the worker's replays.
+_WORKER: dict[str, Any] = {}
+
+
+def _start_worker(table_path: str) -> None:
+    import torch
+
+    from nas.space import load_space
+
+    quiet()
+    torch.set_num_threads(1)  # the workers share the cores; static costs run one small forward each
+    space = load_space(SPACE)
+    rows = read_table(Path(table_path))
+    table = Table.load(rows, space)
+    _WORKER.update(space=space, table=table,
+                   lookup=SurrogateLookup.fit(space, rows, no_skill=no_skill_scores(space, table.budget_name)))
+
+
+def _replay_job(job: tuple[str, int, int]) -> tuple[tuple[str, int, int], Run, float, int]:
+    import time
+
+    name, seed, trials = job
+    lookup = _WORKER["lookup"]
+    before, begun = len(lookup._static), time.perf_counter()
+    run = replay_one(_WORKER["space"], _WORKER["table"], lookup, name, seed, trials)
+    return job, run, time.perf_counter() - begun, len(lookup._static) - before
+
+
+def _run_jobs(jobs: list[tuple[str, int, int]], table_path: Path, processes: int) -> dict[Any, Any]:
+    """Every (sampler, seed, trials) replay, in ``processes`` worker processes (1: this one); the
+    result does not depend on how many."""
+    if processes == 1:
+        _start_worker(str(table_path))
+        done = [_replay_job(job) for job in jobs]
+    else:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(processes, _start_worker, (str(table_path),)) as pool:
+            # The model-based samplers' replays take longest: handed out first, they do not finish last.
+            slow_first = sorted(jobs, key=lambda job: job[0] not in ("gp", "surrogate"))
+            done = pool.map(_replay_job, slow_first, chunksize=1)
+    return {job: (run, seconds, counted) for job, run, seconds, counted in done}
+
+
+def markdown(samplers: dict[str, Any], trials: int) -> str:
+    """The README rows: final HV share, trials to reach random's final mean, and the two tests."""
+    lines = [f"| sampler | seeds | HV share at {trials} trials (mean ± std) | min-max | trials to reach random's "
+             "final mean | above random by more than its spread | s per trial |",
+             "|---|---:|---:|---:|---:|---|---:|"]
+    for name, s in samplers.items():
+        reach = s["trials_to_reach_random_final"]
+        lines.append(f"| `{name}` | {s['seeds']} | {s['final']['mean']:.3f} ± {s['final']['std']:.3f} | "
+                     f"{s['final']['min']:.3f}-{s['final']['max']:.3f} | "
+                     f"{reach if reach is not None else 'not reached'} | "
+                     f"{'yes' if s['above_random_by_more_than_its_spread'] else 'no'} | "
+                     f"{s['seconds_per_trial']:.2f} |")
+    return "\n".join(lines)
+
+
+def _plot(samplers: dict[str, Any], target: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.6), dpi=110)
+    colours = dict(zip(SAMPLER_ORDER, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    seeds = max((s["seeds"] for s in samplers.values()), default=0)
+    plot_curves(ax, samplers, target, seeds, colours)
+    ax.set_title(f"light.yaml surrogate: mean over {seeds} seeds (gp fewer), band min-max", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -75,6 +234,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", default=None, help=f"output folder (default results/benchmarks/{NAME})")
     sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     sub.set_defaults(func=build)
+    sub = commands.add_parser("replay", help=replay.__doc__)
+    sub.add_argument("--size", choices=list(SIZES), default="cpu")
+    sub.add_argument("--out", default=None, help=f"output folder (default results/benchmarks/{NAME})")
+    sub.add_argument("--table", default=None, help="table CSV (default the committed one)")
+    sub.add_argument("--trials", type=positive_int, default=None, help="trials per search (default by size)")
+    sub.add_argument("--seeds", type=positive_int, default=None, help="seeds 0..S-1 for every sampler")
+    sub.add_argument("--jobs", type=positive_int, default=1, help="worker processes (the result is the same)")
+    sub.add_argument("--samplers", nargs="+", choices=SAMPLER_ORDER, default=None,
+                     help="samplers to replay (default all; random first for the comparisons)")
+    sub.set_defaults(func=replay)
     return parser
 
 

@@ -1,8 +1,10 @@
 """benchmarks/sampler_efficiency.py --size quick: the table is built and replayed, and the output
 has the documented structure (never the numbers).
 
-``build`` evaluates 4 points at the smoke budget; ``replay`` replays 5 samplers x 2 seeds x 8
-trials on the committed table when the repository has it, else on that 4-point table.
+``build`` evaluates 4 points at the smoke budget; ``replay`` replays every sampler x 2 seeds x 8
+trials on the committed table when the repository has it, else on that 4-point table.  The
+light benchmark's surrogate replay (benchmarks/light_benchmark.py replay --size quick) replays
+every sampler for one seed of 12 trials on the committed light table.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = "benchmarks/sampler_efficiency.py"
-SAMPLERS = ["random", "nsga2", "tpe", "evolution", "rl"]
+SAMPLERS = ["random", "nsga2", "tpe", "evolution", "rl", "local", "surrogate", "gp"]
 STATS = {"mean", "std", "min", "max"}
 EARLY_KEYS = {"steps_without", "steps_with", "steps_with_share", "steps_saved_share", "train_seconds_without",
               "train_seconds_with", "eval_seconds_without", "eval_seconds_with", "hv_without", "hv_with", "hv_kept",
@@ -85,13 +87,13 @@ def test_quick_build_and_replay(tmp_path: Path) -> None:
     early = data["early_stopping"]["replays"]
     assert list(early) == ["pareto", "halving"] == list(data["early_stopping"]["layouts"])
     for by_sampler in early.values():
-        assert list(by_sampler) == ["random", "evolution"]
+        assert list(by_sampler) == ["random", "evolution", "tpe"]
         for summary in by_sampler.values():
             assert set(summary) == EARLY_KEYS
             assert len(summary["curve_with"]) == trials
     # The README rows: two markdown tables (header, rule, one row per sampler / per layout and sampler).
     table = [line for line in proc.stdout.splitlines() if line.startswith("|")]
-    assert len(table) == (2 + len(SAMPLERS)) + (2 + 2 * 2)
+    assert len(table) == (2 + len(SAMPLERS)) + (2 + 2 * 3)
 
 
 def test_bad_input_is_an_argparse_error() -> None:
@@ -116,3 +118,31 @@ def test_light_benchmark_draw_is_a_prefix_property() -> None:
     row = decision_values(space, large[0])
     assert set(row) == {name for name, _ in space.param_names()}
     assert row["levels"] == len(large[0].levels)
+
+
+@pytest.mark.slow
+def test_light_benchmark_surrogate_replay_quick(tmp_path: Path) -> None:
+    """The surrogate is cross-validated per figure and every sampler replays on it through the
+    search's trial runner; the JSON and the README rows have the documented structure."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "benchmarks/light_benchmark.py", "replay", "--size", "quick",
+                           "--out", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "surrogate_replay.png").stat().st_size > 0
+    data = json.loads((tmp_path / "surrogate_replay.json").read_text())
+    held_out = data["surrogate"]["held_out"]
+    assert list(held_out) == ["val_loss", "fid_proxy", "throughput", "latency_ms"]
+    for figure in held_out.values():
+        assert -1.0 <= figure["spearman"] <= 1.0 and -1.0 <= figure["kendall"] <= 1.0
+        assert figure["rows"] == data["trained_rows"] > 100  # the committed table's trained points
+    assert set(data["surrogate"]["objectives_counted"]) <= {"val_loss", "fid_proxy", "throughput"}
+    assert data["trials"] == 12 and list(data["samplers"]) == SAMPLERS
+    assert data["exact_static_costs_counted"] > 0
+    for summary in data["samplers"].values():
+        assert summary["seeds"] == 1 and len(summary["curve"]["mean"]) == 12
+        assert sum(summary["states"].values()) == 12
+        assert summary["final"]["mean"] > 0  # predicted points are on the table's scale
+        assert isinstance(summary["above_random_by_more_than_its_spread"], bool)
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("|")]
+    assert len(rows) == 2 + len(SAMPLERS)
