@@ -8,7 +8,7 @@ of throughput and of latency) on the table's trained rows and answers a replay f
 exactly (the gate's constraints are decided on real figures, as in a search).
 
 The model is scikit-learn's gradient-boosted regression trees over the decision encoding the
-surrogate sampler also uses (:class:`nas.samplers._encoding.DecisionEncoder`) plus the log of
+surrogate sampler also uses (:class:`nas.samplers.encoding.DecisionEncoder`) plus the log of
 parameters and MACs.  It was picked by 5-fold cross-validated Spearman on the table among a
 random forest, extremely randomised trees, histogram gradient boosting and a GP with an ARD RBF
 kernel; gradient boosting had the best FID proxy ranking, the figure the front is hardest on.
@@ -52,7 +52,7 @@ class Features:
     """Decision encoding plus log parameters and log MACs, for rows and for specs alike."""
 
     def __init__(self, space: Any) -> None:
-        from nas.samplers._encoding import DecisionEncoder
+        from nas.samplers.encoding import DecisionEncoder
 
         self.space = space
         # An inactive decision's placeholder (head width without attention) is outside the

@@ -132,7 +132,7 @@ def replay(args: argparse.Namespace) -> int:
         "table_rows": len(rows), "trained_rows": correlation["val_loss"]["rows"],
         "surrogate": {"model": "sklearn GradientBoostingRegressor(n_estimators=400, learning_rate=0.03, "
                                "max_depth=3, subsample=0.8), one per figure; log for throughput and latency",
-                      "features": "decision encoding (nas.samplers._encoding) + log params + log MACs",
+                      "features": "decision encoding (nas.samplers.encoding) + log params + log MACs",
                       "held_out": correlation, "folds": 5, "min_spearman": MIN_SPEARMAN,
                       "objectives_counted": counted},
         "normalisation": {"min_minimised": table.lo, "range": table.scale, "reference": REFERENCE,

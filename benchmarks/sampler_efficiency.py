@@ -158,9 +158,11 @@ def replay(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     no_skill = no_skill_scores(space, table.budget_name)
 
+    if args.samplers and "random" not in args.samplers:
+        raise SystemExit("error: --samplers must include random (every figure is relative to it)")
     samplers: dict[str, Any] = {}
     runs: dict[str, list[Run]] = {}
-    for name in SAMPLER_ORDER:
+    for name in args.samplers or SAMPLER_ORDER:
         runs[name] = [exact_replay(space, table, name, seed, trials, stopping=None, no_skill=no_skill)
                       for seed in seeds]
         samplers[name] = summarise_runs(runs[name])
@@ -173,7 +175,7 @@ def replay(args: argparse.Namespace) -> int:
     early: dict[str, dict[str, Any]] = {}
     for layout in STOPPING:
         early[layout] = {}
-        for name in PRUNED_SAMPLERS:
+        for name in [n for n in PRUNED_SAMPLERS if n in samplers]:
             pruned = [exact_replay(space, table, name, seed, trials, stopping=layout, no_skill=no_skill)
                       for seed in seeds]
             early[layout][name] = e = _early_summary(runs[name], pruned)
@@ -240,6 +242,8 @@ def _early_summary(plain: list[Run], pruned: list[Run]) -> dict[str, Any]:
         "curve_with": [float(x) for x in np.array([r.hv_share for r in pruned]).mean(axis=0)],
         "cum_steps_without": [float(x) for x in np.array([r.cum_steps for r in plain]).mean(axis=0)],
         "cum_steps_with": [float(x) for x in np.array([r.cum_steps for r in pruned]).mean(axis=0)],
+        # Per seed, so a replay of fewer seeds can be checked against these (tests/test_benchmark_replay_pin.py).
+        "per_seed": {"steps_with": [int(r.steps) for r in pruned], "hv_with": [float(x) for x in hv_pruned]},
     }
 
 
@@ -290,7 +294,7 @@ def plot(samplers: dict[str, Any], early: dict[str, Any], target: float, trials:
     colours = dict(zip(SAMPLER_ORDER, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
     plot_curves(ax, samplers, target, seeds, colours)
     styles = dict(zip(early, (":", "--", "-."), strict=False))
-    for name in PRUNED_SAMPLERS:
+    for name in next(iter(early.values())):
         first = next(iter(early.values()))[name]
         ax2.plot(first["cum_steps_without"], samplers[name]["curve"]["mean"], color=colours.get(name),
                  label=f"{name}, no stopping")
@@ -322,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--table", default=None, help="table CSV (default OUT/table.csv)")
             sub.add_argument("--trials", type=positive_int, default=None, help="trials per search (default by size)")
             sub.add_argument("--seeds", type=positive_int, default=None, help="seeds 0..S-1 (default by size)")
+            sub.add_argument("--samplers", nargs="+", choices=SAMPLER_ORDER, default=None,
+                             help="samplers to replay (default all; random is needed for the comparisons)")
     return parser
 
 

@@ -25,7 +25,7 @@ STATS = {"mean", "std", "min", "max"}
 EARLY_KEYS = {"steps_without", "steps_with", "steps_with_share", "steps_saved_share", "train_seconds_without",
               "train_seconds_with", "eval_seconds_without", "eval_seconds_with", "hv_without", "hv_with", "hv_kept",
               "hv_cost", "pruned_trials", "curve_with", "cum_steps_without", "cum_steps_with",
-              "hv_without_at_equal_steps"}
+              "hv_without_at_equal_steps", "per_seed"}
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

@@ -20,9 +20,9 @@ from optuna.trial import TrialState
 from nas.errors import ConfigError
 from nas.front import crowding_distance, hypervolume, non_dominated_ranks, pareto_mask
 from nas.samplers import SAMPLERS, EvolutionSampler, ReinforceSampler, make_sampler, sampler_names
-from nas.samplers._encoding import DecisionEncoder
 from nas.samplers._planned import SeenIndex
 from nas.samplers._space import contains
+from nas.samplers.encoding import DecisionEncoder
 from nas.samplers.evolution import PARENTS_ATTR
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials below log warnings

@@ -198,7 +198,9 @@ def check_dashboard_serves(storage: str, artifacts: Path) -> None:
         assert detail["objective_names"] == ["val_loss", "fid_proxy", "throughput"]
         assert detail["best_trials"], "the Pareto trials"
         assert "Pareto front" in detail["note"]["body"]
-        trained = [t for t in detail["trials"] if any(a["key"] == "val_loss" for a in t["user_attrs"])]
+        # A completed trial: one the scheduler stopped has its rung loss but no FID proxy.
+        trained = [t for t in detail["trials"] if t["state"] == "Complete"
+                   and any(a["key"] == "val_loss" for a in t["user_attrs"])]
         trial = trained[0]
         attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
         assert {"spec_digest", "params", "macs", "val_loss", "fid_proxy", "kid_mean", "feasible", "status"} <= set(attrs)

@@ -5,7 +5,7 @@ Every evaluation of a candidate costs a training run; a forest of regression tre
 trials so far costs milliseconds.  Each proposal therefore (1) draws ``n_candidates`` unseen
 children of the current members (mutations of one to three decisions of a front member, some
 after a uniform crossover with a second member, a few uniform draws for exploration), (2) fits a
-random forest (scikit-learn) from the decisions (:class:`~nas.samplers._encoding.DecisionEncoder`)
+random forest (scikit-learn) from the decisions (:class:`~nas.samplers.encoding.DecisionEncoder`)
 to the objectives of the feasible completed trials, and, where the study has infeasible ones,
 a classifier of feasibility, and (3) evaluates the child whose optimistic prediction (mean minus
 ``exploration`` times the spread over the trees) adds most hypervolume to the current front, or
@@ -28,10 +28,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nas.errors import ConfigError
 from nas.front import hypervolume, is_feasible
-from nas.samplers._encoding import DecisionEncoder
 from nas.samplers._history import trial_rng
 from nas.samplers._planned import PlannedSampler, RankedMembers, SeenIndex, known_distributions
 from nas.samplers._space import choices_of, mutate_value, random_value
+from nas.samplers.encoding import DecisionEncoder
 
 __all__ = ["SurrogateSampler"]
 
