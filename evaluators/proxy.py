@@ -192,9 +192,10 @@ def _first_line(err: BaseException) -> str:
 
 def _check_data(spec: UNetSpec, data: Any) -> None:
     shape = tuple(data.train.shape[1:])
-    if shape != (spec.in_channels, spec.image_size, spec.image_size):
-        raise ConfigError(f"the spec expects images of shape {(spec.in_channels, spec.image_size, spec.image_size)}, "
-                          f"the data has {shape}", key="image_size")
+    if shape != spec.sample_shape:
+        what = "clips" if spec.is_video else "images"
+        raise ConfigError(f"the spec expects {what} of shape {spec.sample_shape}, the data has {shape}",
+                          key="frames" if spec.is_video or len(shape) == 4 else "image_size")
 
 
 def _run(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int, rung_hook: RungHook | None,
@@ -272,7 +273,7 @@ def _record_training(outcome: TrainOutcome, result: EvalResult, batch_size: int)
 def _measure(model: torch.nn.Module, spec: UNetSpec, budget: Budget, device: torch.device,
              result: EvalResult) -> None:
     t0 = time.perf_counter()
-    figures = timing_figures(model, input_shape=(spec.in_channels, spec.image_size, spec.image_size),
+    figures = timing_figures(model, input_shape=spec.sample_shape,
                              batch_size=budget.throughput_batch, sample_steps=budget.sample_steps, device=device,
                              dtype=result.dtype, num_threads=timing_threads(device),
                              min_repeat_s=budget.timing_repeat_s)
@@ -290,7 +291,7 @@ def sample_and_score(spec: UNetSpec, *, budget: Budget, context: EvalContext, di
     device = context.device
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(SAMPLE_NOISE_SEED)
-    noise = torch.randn((budget.fid_samples, spec.in_channels, spec.image_size, spec.image_size), generator=gen)
+    noise = torch.randn((budget.fid_samples, *spec.sample_shape), generator=gen)
     chunks = []
     chunk = max(budget.batch_size, 64)
     with context.precision.autocast(device):

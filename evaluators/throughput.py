@@ -48,13 +48,14 @@ def _resolve_dtype(dtype: str) -> torch.dtype:
     return DTYPES[dtype]
 
 
-def _check_shape(input_shape: Any) -> tuple[int, int, int]:
-    ok = (isinstance(input_shape, (tuple, list)) and len(input_shape) == 3
+def _check_shape(input_shape: Any) -> tuple[int, ...]:
+    # One sample: an image (C, H, W) or a video clip (C, F, H, W) (UNetSpec.sample_shape).
+    ok = (isinstance(input_shape, (tuple, list)) and len(input_shape) in (3, 4)
           and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in input_shape))
     if not ok:
-        raise ConfigError(f"expected (channels, height, width) positive ints, got {input_shape!r}",
-                          key="input_shape")
-    return tuple(input_shape)  # type: ignore[return-value]
+        raise ConfigError(f"expected (channels, height, width) or (channels, frames, height, width) positive ints, "
+                          f"got {input_shape!r}", key="input_shape")
+    return tuple(input_shape)
 
 
 def _check_positive(name: str, value: Any, *, minimum: int = 1) -> None:
@@ -71,7 +72,7 @@ def _model_device(model: nn.Module) -> torch.device:
     return devices.pop() if devices else torch.device("cpu")
 
 
-def _example_inputs(input_shape: tuple[int, int, int], batch_size: int,
+def _example_inputs(input_shape: tuple[int, ...], batch_size: int,
                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """A seeded noise batch ``(B, C, H, W)`` and integer timesteps ``(B,)``.
 
@@ -187,7 +188,7 @@ class ThroughputReport:
     device_name: str
     dtype: str
     batch_size: int
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     repeats: int
     warmup: int
     iters_per_repeat: int
@@ -209,7 +210,7 @@ class ThroughputReport:
 def measure_throughput(
     model: nn.Module,
     *,
-    input_shape: tuple[int, int, int],
+    input_shape: tuple[int, ...],
     batch_size: int,
     device: torch.device | str,
     dtype: str = "float32",
@@ -298,7 +299,7 @@ def measure_throughput(
 
 
 # ----- full sampling ----------------------------------------------------------------------------
-def timing_figures(model: nn.Module, *, input_shape: tuple[int, int, int], batch_size: int, sample_steps: int,
+def timing_figures(model: nn.Module, *, input_shape: tuple[int, ...], batch_size: int, sample_steps: int,
                    device: torch.device, dtype: str, num_threads: int | None,
                    min_repeat_s: float = 0.05) -> dict[str, Any]:
     """The gate's timing figures by metric name (``throughput``, ``latency_ms``, ``peak_mem_mb``,

@@ -19,12 +19,13 @@ __all__ = ["count_macs", "static_costs"]
 
 @functools.lru_cache(maxsize=4096)
 def count_macs(spec: UNetSpec) -> int:
-    """Multiply-accumulates of one denoiser evaluation of one image (batch 1)."""
+    """Multiply-accumulates of one denoiser evaluation of one sample (batch 1: an image, or a
+    clip of ``spec.frames`` frames for a video spec)."""
     from nas.unet import build_unet
 
     with torch.device("meta"):
         model = build_unet(spec)
-        x = torch.zeros(1, spec.in_channels, spec.image_size, spec.image_size)
+        x = torch.zeros(1, *spec.sample_shape)
         t = torch.zeros(1, dtype=torch.long)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():

@@ -32,11 +32,14 @@ __all__ = [
     "FIELD_RULES",
     "MAX_BLOCKS",
     "MAX_DECODER_BLOCKS",
+    "MAX_FRAMES",
     "MAX_LEVELS",
     "PREDICTIONS",
     "RESAMPLES",
     "SCHEDULES",
     "SKIP_FUSIONS",
+    "TEMPORAL_PLACEMENTS",
+    "TEMPORAL_TYPES",
     "TIME_CONDITIONINGS",
     "VARIANCES",
     "WIDTH_CHANGES",
@@ -55,10 +58,14 @@ PREDICTIONS = ("eps", "v", "x0")
 WIDTH_CHANGES = ("resampler", "first_block")
 VARIANCES = ("fixed", "learned")
 SCHEDULES = ("linear", "cosine")
+# Mixing across the frames of a video (nas.blocks.temporal); "none" keeps frames independent.
+TEMPORAL_TYPES = ("none", "conv1d", "attention")
+TEMPORAL_PLACEMENTS = ("every", "last")  # after every block of a level, or only its last
 
 MAX_BLOCKS = 4
 MAX_DECODER_BLOCKS = MAX_BLOCKS + 1  # DDPM's decoder has one block more than its encoder
 MAX_LEVELS = 6
+MAX_FRAMES = 64
 
 
 @dataclass(frozen=True)
@@ -96,8 +103,11 @@ FIELD_RULES: dict[str, FieldRule] = {
     "conv": FieldRule(str, choices=CONV_TYPES),
     "se": FieldRule(bool),
     "attention": FieldRule(str, choices=ATTENTION_TYPES),
+    "temporal": FieldRule(str, choices=TEMPORAL_TYPES),
+    "temporal_placement": FieldRule(str, choices=TEMPORAL_PLACEMENTS),
     # UNetSpec
     "image_size": FieldRule(int, low=1, high=4096),
+    "frames": FieldRule(int, low=1, high=MAX_FRAMES),
     "in_channels": FieldRule(int, low=1, high=64),
     "base_channels": _WIDTH,
     "levels": FieldRule(int, low=1, high=MAX_LEVELS),
@@ -168,6 +178,12 @@ class LevelSpec:
         se: squeeze-excitation on each block's residual branch (Hu et al. 2018).
         attention: layer after each block: ``none``, ``full`` (multi-head self-attention),
             ``linear`` (Katharopoulos et al. 2020) or ``transformer`` (attention + MLP, DiT-style).
+        temporal: for a video spec (``frames > 1``), the layer that mixes frames after a block:
+            ``none``, ``conv1d`` (kernel-3 convolution over frames at each pixel, Make-A-Video's
+            pseudo-3D layer) or ``attention`` (self-attention over frames at each pixel with a
+            learned relative-distance bias, Video Diffusion Models); see :mod:`nas.blocks.temporal`.
+        temporal_placement: ``every`` block of the level gets the temporal layer, or only the
+            ``last`` one (of the encoder's and of the decoder's blocks).
     """
 
     channel_mult: int = 1
@@ -176,6 +192,8 @@ class LevelSpec:
     conv: str = "standard"
     se: bool = False
     attention: str = "none"
+    temporal: str = "none"
+    temporal_placement: str = "every"
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -191,6 +209,9 @@ class UNetSpec:
 
     Args:
         image_size: input height and width; divisible by ``2 ** (len(levels) - 1)``.
+        frames: frames per sample: 1 for an image U-Net (inputs ``(B, C, H, W)``), more for a
+            video U-Net (inputs ``(B, C, F, H, W)``; spatial layers run per frame, the levels'
+            ``temporal`` layers mix frames, resampling is spatial only).
         in_channels: image channels (1 for MNIST, 3 for RGB).
         base_channels: width unit; level ``i`` has ``base_channels * channel_mult`` channels.
         levels: one :class:`LevelSpec` per resolution, highest resolution first.
@@ -215,6 +236,7 @@ class UNetSpec:
     """
 
     image_size: int = 32
+    frames: int = 1
     in_channels: int = 1
     base_channels: int = 32
     levels: tuple[LevelSpec, ...] = field(
@@ -258,11 +280,19 @@ class UNetSpec:
                     f"level {i} has {width} channels (base_channels {self.base_channels} x "
                     f"channel_mult {self.levels[i].channel_mult}), not divisible by "
                     f"norm_groups {self.norm_groups}", key=f"levels[{i}].channel_mult")
+        for i, lv in enumerate(self.levels):
+            if lv.temporal != "none" and self.frames == 1:
+                raise ConfigError(f"temporal = {lv.temporal} needs a video spec (frames > 1); this one has "
+                                  "frames = 1", key=f"levels[{i}].temporal")
         if self.width_change == "first_block" and self.skip_fusion != "concat":
             # A level's input skip then has the previous level's width: it cannot be added.
             raise ConfigError("width_change = first_block needs skip_fusion = concat (a level's input "
                               f"skip has the previous level's width), got {self.skip_fusion!r}",
                               key="skip_fusion")
+        for i, width in self._temporal_attention_widths():
+            if width > self.head_channels and width % self.head_channels:
+                raise ConfigError(f"{width} channels are not divisible by head_channels {self.head_channels}",
+                                  key=f"levels[{i}].temporal")
         for i, width in self._attention_widths():
             if width > self.head_channels and width % self.head_channels:
                 where = "mid_attention" if i is None else f"levels[{i}].attention"
@@ -279,6 +309,10 @@ class UNetSpec:
             out.append((None, self.level_channels[-1]))
         return out
 
+    def _temporal_attention_widths(self) -> list[tuple[int, int]]:
+        return [(i, w) for i, (lv, w) in enumerate(zip(self.levels, self.level_channels, strict=True))
+                if lv.temporal == "attention"]
+
     # ----- derived values ---------------------------------------------------------------
     @property
     def level_channels(self) -> tuple[int, ...]:
@@ -289,6 +323,19 @@ class UNetSpec:
         """Heads of an attention layer over ``width`` channels: ``width // head_channels``, and
         one head of the whole width when the layer is narrower than ``head_channels``."""
         return max(1, width // self.head_channels)
+
+    @property
+    def is_video(self) -> bool:
+        """Whether samples have a frame axis (``frames > 1``)."""
+        return self.frames > 1
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One sample's shape: ``(C, H, W)``, or ``(C, F, H, W)`` for a video spec."""
+        size = self.image_size
+        if self.is_video:
+            return (self.in_channels, self.frames, size, size)
+        return (self.in_channels, size, size)
 
     @property
     def out_channels(self) -> int:
@@ -313,6 +360,10 @@ class UNetSpec:
         for name, default in _LATER_FIELD_DEFAULTS.items():
             if data[name] == default:
                 del data[name]
+        for level in data["levels"]:
+            for name, default in _LATER_LEVEL_FIELD_DEFAULTS.items():
+                if level[name] == default:
+                    del level[name]
         return data
 
     @classmethod
@@ -375,7 +426,8 @@ class UNetSpec:
 
 
 # Spec fields added after the first studies, with the value every older spec has.
-_LATER_FIELD_DEFAULTS = {"width_change": "resampler"}
+_LATER_FIELD_DEFAULTS = {"width_change": "resampler", "frames": 1}
+_LATER_LEVEL_FIELD_DEFAULTS = {"temporal": "none", "temporal_placement": "every"}
 
 
 def _reject_unknown(data: dict[str, Any], valid: list[str] | tuple[str, ...], *, prefix: str) -> None:
