@@ -32,7 +32,7 @@ def test_quick_size_writes_json_and_plot(tmp_path: Path) -> None:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.run([sys.executable, "benchmarks/overhead.py", "--size", "quick", "--out", str(tmp_path),
                            "--space", str(TINY)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=400, check=False)
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "overhead.png").stat().st_size > 0
     data = json.loads((tmp_path / "overhead.json").read_text())
