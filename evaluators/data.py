@@ -101,7 +101,8 @@ def dataset_names() -> list[str]:
 
 def check_dataset(name: str) -> None:
     """Raise the :class:`ConfigError` that :func:`load_dataset` would for an unknown name or a
-    missing path, without loading anything (callers locate it: the file and key it came from)."""
+    missing path, without loading anything (callers locate it: the file and key it came from).
+    :func:`evaluators.video_data.check_source` checks a name for images or clips."""
     if not isinstance(name, str) or not name:
         raise ConfigError(f"expected a dataset name or path, got {name!r}")
     _resolve(name)

@@ -328,10 +328,13 @@ def score_samples(
 ) -> dict[str, float | int | str]:
     """FID proxy, its real-vs-real floor at the same N, and KID for generated ``images``.
 
-    ``images``: (N >= 2, C, H, W) samples in [-1, 1]; NaNs become 0 and values are clipped to
+    ``images``: (N >= 2, C, H, W) samples in [-1, 1], or clips (N, C, F, H, W) scored frame by
+    frame (``N * F`` images); NaNs become 0 and values are clipped to
     [-1, 1] (as a DDPM sampler clips), so a diverged model scores badly instead of failing.
     Returns ``fid_proxy``, ``fid_floor``, ``kid_mean``, ``kid_std``, ``n`` and ``feature_kind``.
     """
+    if images.ndim == 5:
+        images = images.transpose(1, 2).flatten(0, 1)
     n = len(images)
     if n < 2:
         raise ValueError(f"score_samples needs at least 2 images, got {n}")

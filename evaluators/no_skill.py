@@ -52,11 +52,11 @@ def _sample_scores(spec: UNetSpec, diffusion: GaussianDiffusion, budget: Budget,
     from evaluators.fid import score_samples
     from evaluators.proxy import SAMPLE_NOISE_SEED
 
-    key = ("no_skill_fid", budget.fid_samples, budget.sample_steps, spec.in_channels, spec.image_size,
+    key = ("no_skill_fid", budget.fid_samples, budget.sample_steps, spec.sample_shape,
            spec.prediction, spec.schedule, spec.diffusion_steps)
     if key not in context.memo:
         gen = torch.Generator().manual_seed(SAMPLE_NOISE_SEED)  # the candidates' starting noise
-        noise = torch.randn((budget.fid_samples, spec.in_channels, spec.image_size, spec.image_size), generator=gen)
+        noise = torch.randn((budget.fid_samples, *spec.sample_shape), generator=gen)
         samples = diffusion.ddim_sample(ZeroDenoiser(spec.out_channels), noise, steps=budget.sample_steps)
         scores = score_samples(samples.clamp(-1, 1), context.reference, seed=0)
         context.memo[key] = {"fid_proxy": float(scores["fid_proxy"]), "kid_mean": float(scores["kid_mean"])}

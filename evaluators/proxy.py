@@ -58,7 +58,7 @@ class EvalContext:
     pass it to every :func:`evaluate` call.
     """
 
-    data: Any  # evaluators.data.ImageData
+    data: Any  # evaluators.data.ImageData, or evaluators.video_data.VideoData for a video search
     reference: Any  # evaluators.fid.FidReference, or None to skip the FID proxy
     device: torch.device
     precision: Precision = field(default_factory=Precision)
@@ -67,19 +67,30 @@ class EvalContext:
     memo: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def load(cls, *, dataset: str = "mnist", image_size: int, channels: int, device: str | torch.device = "auto",
-             seed: int = 0, fid: bool = True, cache_dir: str | Path | None = None) -> EvalContext:
-        """Load the dataset and (when ``fid``) the cached FID reference for it."""
-        from evaluators.data import load_dataset
-
+    def load(cls, *, dataset: str = "mnist", image_size: int, channels: int, frames: int = 1,
+             device: str | torch.device = "auto", seed: int = 0, fid: bool = True,
+             cache_dir: str | Path | None = None) -> EvalContext:
+        """Load the dataset (clips of ``frames`` frames when more than one) and (when ``fid``)
+        the cached FID reference for it (per frame for clips: :mod:`evaluators.video_fid`)."""
         started = time.perf_counter()
         dev = pick_device(device)
-        data = load_dataset(dataset, image_size=image_size, channels=channels, seed=seed)
         reference = None
-        if fid:
-            from evaluators.fid import get_reference
+        if frames > 1:
+            from evaluators.video_data import load_video_dataset
 
-            reference = get_reference(data, seed=seed, cache_dir=cache_dir, device=dev)
+            data = load_video_dataset(dataset, frames=frames, image_size=image_size, channels=channels, seed=seed)
+            if fid:
+                from evaluators.video_fid import frame_reference
+
+                reference = frame_reference(data, seed=seed, cache_dir=cache_dir, device=dev)
+        else:
+            from evaluators.data import load_dataset
+
+            data = load_dataset(dataset, image_size=image_size, channels=channels, seed=seed)
+            if fid:
+                from evaluators.fid import get_reference
+
+                reference = get_reference(data, seed=seed, cache_dir=cache_dir, device=dev)
         return cls(data=data, reference=reference, device=dev, precision=Precision.for_device(dev),
                    setup_seconds=time.perf_counter() - started)
 
@@ -309,14 +320,19 @@ def sample_and_score(spec: UNetSpec, *, budget: Budget, context: EvalContext, di
     result.kid_mean = float(scores["kid_mean"])
     result.kid_std = float(scores["kid_std"])
     result.feature_kind = getattr(context.reference, "feature_kind", None)
-    if artifacts_dir is not None:
-        save_grid(samples[:64], Path(artifacts_dir) / "samples.png")
+    if artifacts_dir is not None:  # 64 images, or 8 clips as a frame strip
+        save_grid(samples[:64] if samples.ndim == 4 else samples[:8], Path(artifacts_dir) / "samples.png")
 
 
 def save_grid(images: torch.Tensor, path: Path, *, columns: int = 8, scale: int = 4) -> Path:
     """Save images in [-1, 1] (N, C, H, W) as one PNG grid, each pixel ``scale`` x ``scale``
-    (nearest neighbour: 28x28 digits become 112x112, large enough to judge); returns the path."""
+    (nearest neighbour: 28x28 digits become 112x112, large enough to judge); returns the path.
+    Clips (N, C, F, H, W) become a frame strip: one clip per row, its frames left to right."""
     from PIL import Image
+
+    if images.ndim == 5:
+        columns = images.shape[2]
+        images = images.transpose(1, 2).reshape(-1, *images.shape[1:2], *images.shape[3:])
 
     n, c, h, w = images.shape
     rows = math.ceil(n / columns)

@@ -28,7 +28,7 @@ def evaluate_spec_file(config: str | Path, *, budget: str = "cpu", space: str | 
     import torch
 
     from evaluators.contention import choose_threads
-    from evaluators.data import check_dataset
+    from evaluators.video_data import check_source
     from nas.spec import UNetSpec
 
     path = Path(config)
@@ -42,7 +42,7 @@ def evaluate_spec_file(config: str | Path, *, budget: str = "cpu", space: str | 
         loaded = load_space(space, check_constraints=False)
         budgets, default_dataset = loaded.budgets, loaded.data.dataset
     try:
-        check_dataset(dataset or default_dataset)
+        check_source(dataset or default_dataset, frames=spec.frames)
     except ConfigError as err:
         where = {"key": "--dataset"} if dataset else {"key": "data.dataset", "source": space}
         raise ConfigError(err.message, **where) from None
@@ -53,5 +53,6 @@ def evaluate_spec_file(config: str | Path, *, budget: str = "cpu", space: str | 
     from evaluators.device import pick_device
 
     context = EvalContext.load(dataset=dataset or default_dataset, image_size=spec.image_size,
-                               channels=spec.in_channels, device=pick_device(device, key="--device"), seed=0, fid=fid)
+                               channels=spec.in_channels, frames=spec.frames,
+                               device=pick_device(device, key="--device"), seed=0, fid=fid)
     return evaluate(spec, budget=budgets[budget], context=context, seed=seed, artifacts_dir=artifacts)

@@ -39,12 +39,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from evaluators.data import _check_args, _split, to_model_range
+from evaluators.data import _check_args, _split, check_dataset, to_model_range
 from evaluators.datasets import load_mnist
 from evaluators.datasets.base import safe_token
 from nas.errors import ConfigError, close_match_hint
 
-__all__ = ["FRAME_SUFFIXES", "VIDEO_DATASETS", "VideoData", "load_video_dataset"]
+__all__ = ["FRAME_SUFFIXES", "VIDEO_DATASETS", "VideoData", "check_source", "check_video_dataset",
+           "load_video_dataset"]
 
 VIDEO_DATASETS = ("moving_mnist",)
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -113,6 +114,24 @@ def load_video_dataset(
     source_id = f"{safe_token(path.stem)}-{_fingerprint(files)}"
     key = f"{source_id}-n{len(video)}-{frames}f-{image_size}px-c{channels}-split{seed}-{held_out:g}"
     return VideoData(name, video[torch.from_numpy(train_idx)], video[torch.from_numpy(held_idx)], key)
+
+
+def check_source(name: str, *, frames: int = 1) -> None:
+    """The data check for ``name`` as a space or run uses it: clips when ``frames > 1``
+    (:func:`check_video_dataset`), else images (:func:`evaluators.data.check_dataset`)."""
+    if frames > 1:
+        check_video_dataset(name)
+    else:
+        check_dataset(name)
+
+
+def check_video_dataset(name: str) -> None:
+    """Raise the :class:`ConfigError` :func:`load_video_dataset` would for an unknown name or a
+    missing path, without loading anything."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"expected a video dataset name or path, got {name!r}")
+    if name not in VIDEO_DATASETS:
+        _resolve(name)
 
 
 def _resolve(name: str) -> Path:

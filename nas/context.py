@@ -36,10 +36,10 @@ __all__ = ["RunContext", "check_budget_name", "dashboard_executable"]
 
 def _check_dataset(space: SearchSpace) -> None:
     """An unknown dataset fails here, naming the space file and ``data.dataset``, not in a worker."""
-    from evaluators.data import check_dataset
+    from evaluators.video_data import check_source
 
     try:
-        check_dataset(space.data.dataset)
+        check_source(space.data.dataset, frames=space.data.frames)
     except ConfigError as err:
         raise ConfigError(err.message, key="data.dataset", source=space.source) from None
 

@@ -11,6 +11,12 @@ width; ``first_block`` keeps the width through the resamplers and changes it in 
 residual block of each level (with a 1x1 shortcut), as DDPM's and ADM's code and diffusers'
 ``UNet2DModel`` do, so that a level's input skip has the previous level's width.  The
 bottleneck ("mid") runs at the last level's width with the last level's convolution type.
+
+A spec with ``frames > 1`` is a video U-Net (see ``UNetSpec.frames`` and ``LevelSpec.temporal``).
+
+The module is over 400 lines because it is the spec's one home: the field-rule table the space
+loader also reads, both dataclasses with their cross-field checks and the (de)serialisation that
+keeps old specs' digests; split, each part would need the others' internals.
 """
 
 from __future__ import annotations

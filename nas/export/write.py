@@ -49,6 +49,8 @@ def _space_sections(source: str | None) -> tuple[dict[str, Any] | None, dict[str
     except ConfigError:
         return None, None
     data = {"dataset": space.data.dataset, "image_size": space.data.image_size, "channels": space.data.channels}
+    if space.data.frames > 1:
+        data["frames"] = space.data.frames
     return data, {name: budget.to_dict() for name, budget in space.budgets.items()}
 
 

@@ -5,7 +5,7 @@ Top-level keys::
     name: light                 # defaults to the file name
     extends: other.yaml         # optional: inherit a space and override keys
     description: ...
-    data: {dataset: mnist, image_size: 28, channels: 1}
+    data: {dataset: mnist, image_size: 28, channels: 1}   # frames: 8 makes it video (clips)
     objectives: [{metric: val_loss, direction: minimize}, ...]
     constraints: {max_params: 2.0e6}
     budgets: {smoke: {...}, cpu: {...}, gpu: {...}}   # merged over the built-in defaults
@@ -48,7 +48,7 @@ __all__ = ["BUNDLED_DIR", "load_space", "resolve_space_path"]
 BUNDLED_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 TOP_KEYS = ("name", "extends", "description", "data", "objectives", "constraints", "budgets", "space")
 # Spec fields that come from `data:` rather than from `space:`.
-DATA_FIELDS = ("image_size", "in_channels")
+DATA_FIELDS = ("image_size", "in_channels", "frames")
 GLOBAL_KEYS = tuple(k for k in UNetSpec.__dataclass_fields__ if k not in DATA_FIELDS)
 # Objectives when a space names none: quality, sample quality and speed.
 DEFAULT_OBJECTIVES = ("val_loss", "fid_proxy", "throughput")
@@ -165,7 +165,7 @@ def _parse_data(raw: Any) -> DataConfig:
     data = DataConfig(**raw)
     if not isinstance(data.dataset, str):
         raise ConfigError(f"expected a dataset name or path, got {data.dataset!r}", key="data.dataset")
-    for key, field_name in (("image_size", "image_size"), ("channels", "in_channels")):
+    for key, field_name in (("image_size", "image_size"), ("channels", "in_channels"), ("frames", "frames")):
         try:
             check_field(field_name, getattr(data, key))  # the spec's own rule for the field it becomes
         except ConfigError as err:
@@ -221,8 +221,8 @@ def _parse_space(raw: Any) -> tuple[dict[str, Decision], dict[str, tuple[Decisio
     valid = ["levels", "per_level", *[k for k in GLOBAL_KEYS if k != "levels"]]
     for key in raw:
         if key not in valid:
-            from_data = key in ("image_size", "in_channels", "channels")
-            extra = " (image size and channels come from 'data:')" if from_data else ""
+            from_data = key in ("image_size", "in_channels", "channels", "frames")
+            extra = " (image size, channels and frames come from 'data:')" if from_data else ""
             raise ConfigError(f"unknown key{close_match_hint(key, valid)}{extra}; valid keys are {sorted(valid)}",
                               key=f"space.{key}")
     global_decisions: dict[str, Decision] = {}

@@ -45,11 +45,12 @@ Chooser = Callable[[str, Decision], Any]
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which images a space is searched on."""
+    """Which images (or, with ``frames > 1``, video clips) a space is searched on."""
 
     dataset: str = "mnist"
     image_size: int = 28
     channels: int = 1
+    frames: int = 1  # > 1: clips of this many frames (evaluators.video_data), a video U-Net
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,7 @@ class _Resolution:
         levels = tuple(LevelSpec(**lv) for lv in self.levels[:n])
         fields = {k: v for k, v in self.globals.items() if k != "levels"}
         return UNetSpec(levels=levels, image_size=self.space.data.image_size,
-                        in_channels=self.space.data.channels, **fields)
+                        in_channels=self.space.data.channels, frames=self.space.data.frames, **fields)
 
 
 def inactive_value(key: str, decision: Decision) -> Any:

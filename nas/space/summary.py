@@ -84,7 +84,8 @@ def format_summary(summary: SpaceSummary) -> str:
     lines = [f"space: {summary.name}  ({summary.source})"]
     if summary.description:
         lines.append(f"  {summary.description}")
-    lines.append(f"data: {data.dataset}, {data.image_size}x{data.image_size}, {data.channels} channel(s)")
+    clips = f", clips of {data.frames} frames" if data.frames > 1 else ""
+    lines.append(f"data: {data.dataset}, {data.image_size}x{data.image_size}, {data.channels} channel(s){clips}")
     lines.append("objectives: " + ", ".join(f"{o.metric} ({o.direction})" for o in summary.objectives))
     if summary.constraints:
         lines.append("constraints: " + ", ".join(f"{k} {v:g}" for k, v in summary.constraints.items()))

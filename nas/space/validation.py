@@ -199,6 +199,11 @@ def check_combinations(space: SearchSpace) -> None:
     if space.data.image_size % factor:
         raise ConfigError(f"image size {space.data.image_size} (data.image_size) is not divisible by "
                           f"2^(levels-1) = {factor} for {space.max_levels} levels", key="space.levels")
+    if space.data.frames == 1:
+        for i, decision in enumerate(lv["temporal"]):
+            if any(v != "none" for v in _possible(decision, "temporal")):
+                raise ConfigError(f"level {i} can have a temporal layer, which needs video data: set data.frames "
+                                  "above 1 (clips) or keep temporal: none", key="space.per_level.temporal")
     bases = _possible(g["base_channels"], "base_channels")
     groups = _possible(g["norm_groups"], "norm_groups")
     heads = list(g["head_channels"].values())  # while inactive, no layer uses it

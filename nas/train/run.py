@@ -66,7 +66,7 @@ def run_training(settings: RunSettings, out: str | Path, *, device: str = "auto"
     budget = dataclasses.replace(Budget(**settings.budget),
                                  steps=settings.steps, batch_size=settings.batch_size)
     context = EvalContext.load(dataset=settings.dataset, image_size=spec.image_size, channels=spec.in_channels,
-                               device=device, seed=0, fid=budget.fid_samples > 0)
+                               frames=spec.frames, device=device, seed=0, fid=budget.fid_samples > 0)
     dev, precision = context.device, context.precision
 
     torch.manual_seed(settings.seed)  # the same initial weights as the search's trial

@@ -78,12 +78,12 @@ def _positive(name: str, value: int | None) -> None:
         raise ConfigError(f"expected a positive number, got {value}", key=name)
 
 
-def _check_dataset(name: Any, *, flag: bool, config: str) -> None:
+def _check_dataset(name: Any, *, flag: bool, config: str, frames: int) -> None:
     """An unknown dataset names where it came from: ``--dataset``, or the config's ``data.dataset``."""
-    from evaluators.data import check_dataset
+    from evaluators.video_data import check_source
 
     try:
-        check_dataset(name)
+        check_source(name, frames=frames)
     except ConfigError as err:
         if flag:
             raise ConfigError(err.message, key="--dataset") from None
@@ -109,7 +109,7 @@ def resolve_settings(request: TrainRequest, *, device_type: str) -> RunSettings:
     provenance = config.get("provenance") or {}
     seed = request.seed if request.seed is not None else int(provenance.get("seed") or 0)
     dataset = request.dataset or data.get("dataset") or "mnist"
-    _check_dataset(dataset, flag=request.dataset is not None, config=str(request.config))
+    _check_dataset(dataset, flag=request.dataset is not None, config=str(request.config), frames=spec.frames)
     return RunSettings(
         spec=spec.to_dict(), config=str(request.config),
         dataset=dataset, budget_name=name, budget=budget.to_dict(),
