@@ -1,7 +1,10 @@
-"""benchmarks/overhead.py --size quick: both backends run, and the output has the documented structure.
+"""benchmarks/overhead.py --size quick: a real run has the documented structure; the Ray run's command.
 
-Runs two real searches (Optuna and Ray, smoke budget, 2 trials each); Ray's start-up makes this
-the slow part (about a minute and a half on 2 busy cores).
+The end-to-end run is the Optuna backend's (smoke budget, 2 trials).  The Ray half of the quick
+size is left out here: its private Ray start-up took 150-250 s (over 400 s once) beside the
+suite's other workers, the longest single test of the suite, and the Ray backend's searches are
+tested end to end in tests/test_tune.py; what overhead.py adds for Ray, its command line, is
+checked below, and the decomposition is the same code for both backends.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ TRIAL_KEYS = {"number", "state", "status", "duplicate_of", "compute_s", "scoring
 def test_quick_size_writes_json_and_plot(tmp_path: Path) -> None:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.run([sys.executable, "benchmarks/overhead.py", "--size", "quick", "--out", str(tmp_path),
-                           "--space", str(TINY)],
+                           "--space", str(TINY), "--backends", "optuna"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "overhead.png").stat().st_size > 0
@@ -41,7 +44,7 @@ def test_quick_size_writes_json_and_plot(tmp_path: Path) -> None:
     assert data["bytecode_cache"] is True  # timed as a user's installation runs (see search_env)
     assert data["size"] == "quick"
     runs = data["runs"]
-    assert [(r["backend"], r["budget"]) for r in runs] == [("optuna", "smoke"), ("ray", "smoke")]
+    assert [(r["backend"], r["budget"]) for r in runs] == [("optuna", "smoke")]
     for run in runs:
         for key, kind in RUN_KEYS.items():
             assert isinstance(run[key], kind), (run["backend"], key, run[key])
@@ -58,3 +61,14 @@ def test_quick_size_writes_json_and_plot(tmp_path: Path) -> None:
     # The markdown table: a header, a rule and one row per run.
     table = [line for line in proc.stdout.splitlines() if line.startswith("|")]
     assert len(table) == 2 + len(runs)
+
+
+def test_the_ray_run_is_the_same_search_on_the_ray_backend(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from overhead import search_command
+
+    common = dict(space="tiny.yaml", budget="smoke", trials=2, seed=0, workers=2, device="cpu", out=tmp_path)
+    optuna_cmd, ray_cmd = search_command(backend="optuna", **common), search_command(backend="ray", **common)
+    assert optuna_cmd[-2:] == ["--workers", "2"]
+    # The same search, with Ray running as many trials at once as the Optuna backend's workers.
+    assert ray_cmd == [*optuna_cmd[:-2], "--backend", "ray", "--max-concurrent", "2"]
