@@ -334,7 +334,9 @@ def score_samples(
     Returns ``fid_proxy``, ``fid_floor``, ``kid_mean``, ``kid_std``, ``n`` and ``feature_kind``.
     """
     if images.ndim == 5:
-        images = images.transpose(1, 2).flatten(0, 1)
+        from evaluators.video_data import frames_of
+
+        images = frames_of(images)
     n = len(images)
     if n < 2:
         raise ValueError(f"score_samples needs at least 2 images, got {n}")

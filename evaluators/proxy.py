@@ -331,8 +331,10 @@ def save_grid(images: torch.Tensor, path: Path, *, columns: int = 8, scale: int 
     from PIL import Image
 
     if images.ndim == 5:
+        from evaluators.video_data import frames_of
+
         columns = images.shape[2]
-        images = images.transpose(1, 2).reshape(-1, *images.shape[1:2], *images.shape[3:])
+        images = frames_of(images)
 
     n, c, h, w = images.shape
     rows = math.ceil(n / columns)

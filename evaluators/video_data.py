@@ -30,7 +30,6 @@ Sources:
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,13 +41,13 @@ import torch.nn.functional as F
 from evaluators.data import _check_args, _split, check_dataset, to_model_range
 from evaluators.datasets import load_mnist
 from evaluators.datasets.base import safe_token
+from evaluators.datasets.files import IMAGE_SUFFIXES, fingerprint, read_image
 from nas.errors import ConfigError, close_match_hint
 
-__all__ = ["FRAME_SUFFIXES", "VIDEO_DATASETS", "VideoData", "check_source", "check_video_dataset",
+__all__ = ["VIDEO_DATASETS", "VideoData", "check_source", "check_video_dataset", "frames_of",
            "load_video_dataset"]
 
 VIDEO_DATASETS = ("moving_mnist",)
-FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 DEFAULT_CLIPS = 2000  # 1,800 train clips: a cpu budget (150 steps x 32) sees each under 3 times
 _SPEEDS = (1, 3)  # px per frame on each axis: visible motion that still shows several frames per bounce
 _TRAIN, _HELD_OUT = 0, 1  # generator streams, so the two splits never share a clip
@@ -111,9 +110,15 @@ def load_video_dataset(
         array, files = _read_array(path, frames=frames, clips=clips), [path]
     video = _to_model(array, image_size=image_size, channels=channels)
     train_idx, held_idx = _split(len(video), None, held_out=held_out, seed=seed)
-    source_id = f"{safe_token(path.stem)}-{_fingerprint(files)}"
+    source_id = f"{safe_token(path.stem)}-{fingerprint(path, files)}"
     key = f"{source_id}-n{len(video)}-{frames}f-{image_size}px-c{channels}-split{seed}-{held_out:g}"
     return VideoData(name, video[torch.from_numpy(train_idx)], video[torch.from_numpy(held_idx)], key)
+
+
+def frames_of(clips: torch.Tensor) -> torch.Tensor:
+    """``(N, C, F, H, W)`` clips -> ``(N * F, C, H, W)`` frames, clip by clip."""
+    n, c, f, h, w = clips.shape
+    return clips.transpose(1, 2).reshape(n * f, c, h, w)
 
 
 def check_source(name: str, *, frames: int = 1) -> None:
@@ -273,7 +278,7 @@ def _read_folder(
 ) -> tuple[np.ndarray, list[Path]]:
     """Clips from ``root/<clip>/<frame image>``: uint8 ``(N, frames, size, size, channels)`` and the files read."""
     try:
-        from PIL import Image, UnidentifiedImageError
+        import PIL  # noqa: F401 - read_image's; checked first for a message that names the folder
     except ImportError:
         raise ConfigError(f"video folder {root} needs Pillow to read its frames (pip install pillow)") from None
     clip_dirs = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=_natural)
@@ -282,23 +287,11 @@ def _read_folder(
                           "expected at least 2, each holding one clip's frame images")
     out, used = [], []
     for i, clip_dir in enumerate(clip_dirs[:clips]):
-        files = sorted((f for f in clip_dir.iterdir() if f.is_file() and f.suffix.lower() in FRAME_SUFFIXES
+        files = sorted((f for f in clip_dir.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
                         and not f.name.startswith(".")), key=_natural)
         if len(files) < frames:
             raise ConfigError(f"{root}: clip {i} ({clip_dir.name}) has {len(files)} frames, expected at least {frames}")
-        clip = []
-        for file in files[:frames]:
-            try:
-                with Image.open(file) as img:
-                    img = img.convert("L" if channels == 1 else "RGB")  # luminance for grey (ITU-R 601)
-                    side = min(img.size)
-                    left, top = (img.width - side) // 2, (img.height - side) // 2
-                    img = img.crop((left, top, left + side, top + side))
-                    img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
-                    clip.append(np.asarray(img, dtype=np.uint8).reshape(image_size, image_size, channels))
-            except (OSError, UnidentifiedImageError) as err:
-                raise ConfigError(f"cannot read frame {file}: {err}; expected a PNG or JPEG file") from None
-        out.append(np.stack(clip))
+        out.append(np.stack([read_image(file, image_size=image_size, channels=channels) for file in files[:frames]]))
         used.extend(files[:frames])
     return np.stack(out), used
 
@@ -308,12 +301,3 @@ def _to_model(array: np.ndarray, *, image_size: int, channels: int) -> torch.Ten
     n, f = array.shape[:2]
     frames = to_model_range(array.reshape(n * f, *array.shape[2:]), image_size=image_size, channels=channels)
     return frames.view(n, f, channels, image_size, image_size).permute(0, 2, 1, 3, 4).contiguous()
-
-
-def _fingerprint(files: list[Path]) -> str:
-    # Paths + sizes + mtimes: a changed file changes every cache key built on the data.
-    digest = hashlib.sha1()
-    for file in files:
-        stat = file.stat()
-        digest.update(f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:10]

@@ -22,15 +22,9 @@ import torch
 
 from evaluators.data import ImageData, load_dataset
 from evaluators.fid import FidReference, feature_stats, get_reference
-from evaluators.video_data import VideoData
+from evaluators.video_data import VideoData, frames_of
 
-__all__ = ["frame_reference", "frames_of"]
-
-
-def frames_of(clips: torch.Tensor) -> torch.Tensor:
-    """``(N, C, F, H, W)`` clips -> ``(N * F, C, H, W)`` frames, clip by clip."""
-    n, c, f, h, w = clips.shape
-    return clips.transpose(1, 2).reshape(n * f, c, h, w)
+__all__ = ["frame_reference"]
 
 
 def frame_reference(data: VideoData, *, seed: int = 0, cache_dir: str | os.PathLike[str] | None = None,

@@ -45,15 +45,13 @@ class _Layer(nn.Module):
         self.block = block
         self.attention = attention
         self.takes_skip = takes_skip
-        # Registered only when present, so an image spec's state dict keeps its keys.
-        if temporal is not None:
-            self.temporal = temporal
+        self.temporal = temporal  # None is a plain attribute: an image spec's state dict keeps its keys
 
     def forward(self, h: Tensor, emb: Tensor, frames: int = 1) -> Tensor:
         h = self.block(h, emb)
         if self.attention is not None:
             h = self.attention(h, emb)
-        if hasattr(self, "temporal"):
+        if self.temporal is not None:
             h = self.temporal(h, frames)
         return h
 

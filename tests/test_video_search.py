@@ -82,7 +82,8 @@ def test_video_search_exports_and_trains(tmp_path: Path) -> None:
     study = optuna.load_study(study_name="tiny_video", storage=f"sqlite:///{out / 'tiny_video'}.db")
     trials = finished_trials(study)
     assert len(trials) == 3
-    assert all(trial_spec(t).frames == 4 for t in trials if "spec" in t.user_attrs)
+    specs = [trial_spec(t) for t in trials]
+    assert all(s["frames"] == 4 for s in specs if s is not None) and any(s is not None for s in specs)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and "fid_proxy" in t.user_attrs]
     assert complete, [t.user_attrs.get("reason") for t in trials]
     config = tmp_path / "best.yaml"

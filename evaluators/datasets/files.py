@@ -20,12 +20,13 @@ import numpy as np
 from evaluators.datasets.base import RawImages, safe_token
 from nas.errors import ConfigError
 
-__all__ = ["IMAGE_SUFFIXES", "load_image_folder", "load_npz"]
+__all__ = ["IMAGE_SUFFIXES", "fingerprint", "load_image_folder", "load_npz", "read_image"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
-def _fingerprint(path: Path, files: list[Path]) -> str:
+def fingerprint(path: Path, files: list[Path]) -> str:
+    """A short content key of ``files`` under ``path`` (a folder, or the one file itself)."""
     # Path + names + sizes + mtimes: a changed file changes every cache key built on the data.
     digest = hashlib.sha1(str(path.resolve()).encode())
     for file in files:
@@ -38,7 +39,8 @@ def _is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def _read_image(file: Path, *, image_size: int, channels: int) -> np.ndarray:
+def read_image(file: Path, *, image_size: int, channels: int) -> np.ndarray:
+    """One image file as uint8 ``(size, size, channels)``: L or RGB, centre-cropped, bilinear-resized."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -78,8 +80,8 @@ def load_image_folder(name: str, *, image_size: int, channels: int) -> RawImages
         raise ConfigError(
             f"image folder {name!r} holds no images; expected files ending in {', '.join(IMAGE_SUFFIXES)}"
         )
-    images = np.stack([_read_image(f, image_size=image_size, channels=channels) for f in files])
-    source_id = f"folder-{safe_token(root.resolve().name)}-{_fingerprint(root, files)}"
+    images = np.stack([read_image(f, image_size=image_size, channels=channels) for f in files])
+    source_id = f"folder-{safe_token(root.resolve().name)}-{fingerprint(root, files)}"
     return RawImages(images, labels, num_classes, source_id=source_id)
 
 
