@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FeatureNet", "TrainConfig", "accuracy", "build_feature_net", "train_classifier"]
+__all__ = ["FeatureNet", "TrainConfig", "accuracy", "build_feature_net", "deterministic", "random_shift",
+           "train_classifier"]
 
 
 class FeatureNet(nn.Module):
@@ -94,7 +95,8 @@ class TrainConfig:
 
 
 @contextlib.contextmanager
-def _deterministic() -> Iterator[None]:
+def deterministic() -> Iterator[None]:
+    """Deterministic algorithms and no cuDNN autotuning inside the block (for reproducible training)."""
     # Restores the caller's settings; warn_only because a few CUDA kernels have no
     # deterministic version (and CUDA also needs CUBLAS_WORKSPACE_CONFIG, which we do not set).
     was_on = torch.are_deterministic_algorithms_enabled()
@@ -109,7 +111,7 @@ def _deterministic() -> Iterator[None]:
         torch.backends.cudnn.benchmark = benchmark
 
 
-def _random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
     """Shift each image by its own integer offset in [-max_shift, max_shift], edge-replicated."""
     if max_shift <= 0:
         return x
@@ -161,7 +163,7 @@ def train_classifier(
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total)
     generator = torch.Generator().manual_seed(seed)  # data order and augmentation, on CPU
     step = 0
-    with _deterministic():
+    with deterministic():
         model.train()
         while step < total:
             order = torch.randperm(n, generator=generator)
@@ -169,7 +171,7 @@ def train_classifier(
                 if step >= total:
                     break
                 idx = order[start : start + config.batch_size]
-                x = _random_shift(images[idx], config.max_shift, generator).to(device)
+                x = random_shift(images[idx], config.max_shift, generator).to(device)
                 loss = F.cross_entropy(model(x), labels[idx].to(device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

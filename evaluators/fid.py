@@ -36,6 +36,7 @@ import json
 import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +58,13 @@ __all__ = [
     "FEATURE_KINDS",
     "FidReference",
     "cache_root",
+    "calibrate_batchnorm",
     "extract_features",
     "feature_stats",
     "frechet_distance",
     "get_reference",
     "kid",
+    "load_or_build",
     "score_samples",
 ]
 
@@ -78,7 +81,7 @@ class FidReference:
         *,
         net: nn.Module,
         feature_kind: str,
-        data: ImageData,
+        data: ImageData,  # or a VideoData (the same fields) for a clip reference
         real_features: np.ndarray,
         mu: np.ndarray,
         sigma: np.ndarray,
@@ -100,7 +103,8 @@ class FidReference:
         self.cache_path = cache_path
         self.from_cache = from_cache
         self.device = device
-        self._train_images = data.train  # real images for the floor
+        self._train_images = data.train  # real images (or clips) for the floor
+        self._what = "clips" if data.train.ndim == 5 else "images"
         self._floors: dict[tuple[int, int], float] = {}
 
     def to(self, device: torch.device | str) -> FidReference:
@@ -110,12 +114,14 @@ class FidReference:
         return self
 
     def features(self, images: torch.Tensor, *, batch_size: int = _BATCH) -> np.ndarray:
-        """(N, C, H, W) images in [-1, 1] -> float32 features (N, D), batched, eval mode."""
-        if images.ndim != 4 or images.shape[1] != self.channels:
-            raise ValueError(f"expected images (N, {self.channels}, H, W), got {tuple(images.shape)}")
+        """(N, C, H, W) images in [-1, 1] -> float32 features (N, D), batched, eval mode; clips
+        (N, C, F, H, W) for a clip reference (:func:`evaluators.video_fid.clip_reference`)."""
+        if images.ndim != self._train_images.ndim or images.shape[1] != self.channels:
+            layout = "F, H, W" if self._train_images.ndim == 5 else "H, W"
+            raise ValueError(f"expected {self._what} (N, {self.channels}, {layout}), got {tuple(images.shape)}")
         if self.feature_kind != "inception" and tuple(images.shape[-2:]) != (self.image_size,) * 2:
             raise ValueError(
-                f"expected {self.image_size}x{self.image_size} images, got {tuple(images.shape)}"
+                f"expected {self.image_size}x{self.image_size} {self._what}, got {tuple(images.shape)}"
             )
         return extract_features(self.net, images, device=self.device, batch_size=batch_size)
 
@@ -182,10 +188,11 @@ def _load_payload(path: Path, fields: str) -> dict[str, Any] | None:
 
 
 @torch.no_grad()
-def _calibrate_batchnorm(net: FeatureNet, images: torch.Tensor, device: torch.device) -> None:
-    """Set BatchNorm running statistics to the exact statistics of ``images`` (no training)."""
+def calibrate_batchnorm(net: nn.Module, images: torch.Tensor, device: torch.device) -> None:
+    """Set BatchNorm running statistics to the exact statistics of ``images`` (no training):
+    what makes a randomly initialised feature network a fixed embedding of the data."""
     for module in net.modules():
-        if isinstance(module, nn.BatchNorm2d):
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.reset_running_stats()
             module.momentum = None  # cumulative average over the batches below
     net.train()
@@ -209,7 +216,7 @@ def _compute(
         acc = accuracy(net, data.held_out, data.held_out_labels)
     elif kind == "random":
         net = build_feature_net(in_channels=data.channels, num_classes=num_classes, seed=seed).to(device)
-        _calibrate_batchnorm(net, data.train, device)
+        calibrate_batchnorm(net, data.train, device)
     else:
         assert weights is not None
         net = InceptionFeatures(weights).to(device)
@@ -230,6 +237,45 @@ def _net_from_payload(kind: str, payload: dict[str, Any], data: ImageData, weigh
     net = FeatureNet(in_channels=data.channels, num_classes=int(payload["num_classes"]))
     net.load_state_dict(payload["state_dict"])
     return net
+
+
+def load_or_build(stem: str, key: dict[str, Any], build: Callable[[], dict[str, Any]], *,
+                  cache_dir: str | os.PathLike[str] | None = None) -> tuple[dict[str, Any], Path | None, bool]:
+    """A feature reference's payload from the disk cache, or ``build()``'s, written to it.
+
+    ``build`` returns a dict; when it holds ``real_features`` (a tensor (N, D)), their mean and
+    covariance are added.  The file is ``<cache>/<stem>-<digest of key>.pt`` and holds ``key``,
+    so a changed recipe or data set misses the cache.  A file lock serialises "check cache ->
+    build -> save" across processes (Ray workers start together), so concurrent workers build
+    once; an unwritable cache only warns.  Returns the payload, the file (None when not cached)
+    and whether it came from the cache.
+    """
+    fields = json.dumps(key, sort_keys=True)
+    digest = hashlib.sha1(fields.encode()).hexdigest()[:12]
+    root = cache_root(cache_dir)
+    path: Path | None = root / f"{stem}-{digest}.pt"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        warnings.warn(f"FID cache dir {root} is not writable ({err}); the reference will not be cached",
+                      stacklevel=3)
+        path = None
+    with file_lock(path.with_name(path.name + ".lock")) if path else contextlib.nullcontext():
+        payload = _load_payload(path, fields) if path else None
+        if payload is not None:
+            return payload, path, True
+        payload = build()
+        payload["fields"] = fields
+        if "real_features" in payload:
+            mu, sigma = feature_stats(payload["real_features"].numpy())
+            payload.update(mu=torch.from_numpy(mu), sigma=torch.from_numpy(sigma))
+        if path is not None:
+            try:
+                with atomic_writer(path, binary=True) as handle:
+                    torch.save(payload, handle)
+            except OSError as err:
+                warnings.warn(f"could not write FID cache {path}: {err}", stacklevel=3)
+    return payload, path, False
 
 
 def get_reference(
@@ -266,43 +312,18 @@ def get_reference(
     if weights is not None:
         stat = weights.stat()
         key["weights"] = f"{weights.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    fields = json.dumps(key, sort_keys=True)
-    digest = hashlib.sha1(fields.encode()).hexdigest()[:12]
-    root = cache_root(cache_dir)
-    path: Path | None = root / f"fid-{kind}-{safe_token(data.key)}-seed{seed}-{digest}.pt"
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        warnings.warn(
-            f"FID cache dir {root} is not writable ({err}); the reference will not be cached", stacklevel=2
-        )
-        path = None
 
-    # The lock serialises "check cache -> train -> save" across processes (Ray workers start together).
-    with file_lock(path.with_name(path.name + ".lock")) if path else contextlib.nullcontext():
-        payload = _load_payload(path, fields) if path else None
-        from_cache = payload is not None
-        if payload is not None:
-            net = _net_from_payload(kind, payload, data, weights).to(device)
-        else:
-            # A fixed CPU thread count: the reference must not depend on the machine's load then.
-            with cpu_threads(REFERENCE_THREADS if device.type == "cpu" else None):
-                net, payload = _compute(data, kind, seed=seed, device=device, config=config, weights=weights)
-                real = extract_features(net, data.held_out, device=device)
-            mu, sigma = feature_stats(real)
-            payload.update(
-                fields=fields,
-                feature_kind=kind,
-                real_features=torch.from_numpy(real),
-                mu=torch.from_numpy(mu),
-                sigma=torch.from_numpy(sigma),
-            )
-            if path is not None:
-                try:
-                    with atomic_writer(path, binary=True) as handle:
-                        torch.save(payload, handle)
-                except OSError as err:
-                    warnings.warn(f"could not write FID cache {path}: {err}", stacklevel=2)
+    def build() -> dict[str, Any]:
+        # A fixed CPU thread count: the reference must not depend on the machine's load then.
+        with cpu_threads(REFERENCE_THREADS if device.type == "cpu" else None):
+            net, payload = _compute(data, kind, seed=seed, device=device, config=config, weights=weights)
+            real = extract_features(net, data.held_out, device=device)
+        payload["real_features"] = torch.from_numpy(real)
+        return payload
+
+    payload, path, from_cache = load_or_build(f"fid-{kind}-{safe_token(data.key)}-seed{seed}", key, build,
+                                              cache_dir=cache_dir)
+    net = _net_from_payload(kind, payload, data, weights).to(device)
     return FidReference(
         net=net,
         feature_kind=kind,

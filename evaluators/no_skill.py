@@ -8,10 +8,11 @@ recorded at the no-skill point, measured with the very definitions of the metric
 * ``val_loss``: the held-out target MSE of a denoiser that always predicts zero (about 1 for the
   eps and v targets, whose variance is 1), on the same images, timesteps and noise as every
   candidate (:class:`~evaluators.heldout.HeldOutProbe`);
-* ``fid_proxy``, ``kid_mean``: the FID proxy and KID of DDIM samples drawn with that zero
-  denoiser, with the budget's sample count and steps and the same fixed noise seed as every
-  candidate's samples (on MNIST at the ``cpu`` budget about 4,200, where trained candidates
-  score 250-420 and 4-step smoke training about the same 4,200: it has learned nothing yet).
+* ``fid_proxy``, ``kid_mean`` (and a video search's ``fvd_proxy``): the scores of DDIM samples
+  drawn with that zero denoiser, with the budget's sample count and steps and the same fixed
+  noise seed as every candidate's samples (on MNIST at the ``cpu`` budget about 4,200, where
+  trained candidates score 250-420 and 4-step smoke training about the same 4,200: it has
+  learned nothing yet).
 
 So the point is the evaluation pipeline run with a network that predicts zero: a candidate that
 learned anything scores better on quality, an infeasible trial lands at the far corner of the
@@ -60,12 +61,17 @@ def _sample_scores(spec: UNetSpec, diffusion: GaussianDiffusion, budget: Budget,
         samples = diffusion.ddim_sample(ZeroDenoiser(spec.out_channels), noise, steps=budget.sample_steps)
         scores = score_samples(samples.clamp(-1, 1), context.reference, seed=0)
         context.memo[key] = {"fid_proxy": float(scores["fid_proxy"]), "kid_mean": float(scores["kid_mean"])}
+        if context.clip_reference is not None and samples.ndim == 5:
+            from evaluators.video_fid import temporal_scores
+
+            clip_scores = temporal_scores(samples, context.clip_reference, seed=0)
+            context.memo[key]["fvd_proxy"] = float(clip_scores["fvd_proxy"])
     return dict(context.memo[key])
 
 
 @torch.no_grad()
 def no_skill_scores(spec: UNetSpec, *, budget: Budget, context: EvalContext) -> dict[str, float]:
-    """``val_loss`` (and ``fid_proxy``, ``kid_mean`` when the context scores samples) of the
+    """``val_loss`` (and ``fid_proxy``, ``kid_mean``, for clips ``fvd_proxy``, when the context scores samples) of the
     no-skill point for ``spec``'s target and schedule (see the module docstring)."""
     diffusion = GaussianDiffusion.from_spec(spec)
     probe = HeldOutProbe.build(context.data.held_out, images=budget.val_images, timesteps=budget.val_timesteps,

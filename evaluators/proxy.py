@@ -61,6 +61,8 @@ class EvalContext:
     data: Any  # evaluators.data.ImageData, or evaluators.video_data.VideoData for a video search
     reference: Any  # evaluators.fid.FidReference, or None to skip the FID proxy
     device: torch.device
+    # The temporal score's clip reference (evaluators.video_fid.clip_reference) of a video search.
+    clip_reference: Any = None
     precision: Precision = field(default_factory=Precision)
     setup_seconds: float = 0.0
     # Values that depend on the budget but not on the candidate, computed once (evaluators.no_skill).
@@ -71,18 +73,20 @@ class EvalContext:
              device: str | torch.device = "auto", seed: int = 0, fid: bool = True,
              cache_dir: str | Path | None = None) -> EvalContext:
         """Load the dataset (clips of ``frames`` frames when more than one) and (when ``fid``)
-        the cached FID reference for it (per frame for clips: :mod:`evaluators.video_fid`)."""
+        the cached FID reference for it (per frame for clips, plus the temporal score's clip
+        reference: :mod:`evaluators.video_fid`)."""
         started = time.perf_counter()
         dev = pick_device(device)
-        reference = None
+        reference = clip_ref = None
         if frames > 1:
             from evaluators.video_data import load_video_dataset
 
             data = load_video_dataset(dataset, frames=frames, image_size=image_size, channels=channels, seed=seed)
             if fid:
-                from evaluators.video_fid import frame_reference
+                from evaluators.video_fid import clip_reference, frame_reference
 
                 reference = frame_reference(data, seed=seed, cache_dir=cache_dir, device=dev)
+                clip_ref = clip_reference(data, seed=seed, cache_dir=cache_dir, device=dev)
         else:
             from evaluators.data import load_dataset
 
@@ -91,16 +95,19 @@ class EvalContext:
                 from evaluators.fid import get_reference
 
                 reference = get_reference(data, seed=seed, cache_dir=cache_dir, device=dev)
-        return cls(data=data, reference=reference, device=dev, precision=Precision.for_device(dev),
-                   setup_seconds=time.perf_counter() - started)
+        return cls(data=data, reference=reference, device=dev, clip_reference=clip_ref,
+                   precision=Precision.for_device(dev), setup_seconds=time.perf_counter() - started)
 
     def prepare(self, budget: Budget) -> None:
         """Compute what depends on the budget but not on the candidate (the FID proxy's
-        real-vs-real floor at ``budget.fid_samples``), once; its time counts as setup."""
+        real-vs-real floor at ``budget.fid_samples``, and the temporal score's), once; its time
+        counts as setup."""
         if self.reference is None or budget.fid_samples < 2:
             return
         started = time.perf_counter()
-        self.reference.floor(budget.fid_samples, seed=0)  # cached by the reference
+        for reference in (self.reference, self.clip_reference):
+            if reference is not None:
+                reference.floor(budget.fid_samples, seed=0)  # cached by the reference
         self.setup_seconds += time.perf_counter() - started
 
 
@@ -116,6 +123,8 @@ class EvalResult:
     fid_floor: float | None = None
     kid_mean: float | None = None
     kid_std: float | None = None
+    fvd_proxy: float | None = None  # video searches only
+    fvd_floor: float | None = None
     feature_kind: str | None = None
     throughput: float | None = None
     throughput_spread: list[float] = field(default_factory=list)
@@ -296,7 +305,8 @@ def _measure(model: torch.nn.Module, spec: UNetSpec, budget: Budget, device: tor
 def sample_and_score(spec: UNetSpec, *, budget: Budget, context: EvalContext, diffusion: GaussianDiffusion,
                      model: torch.nn.Module, result: EvalResult, artifacts_dir: str | Path | None = None) -> None:
     """Generate ``budget.fid_samples`` DDIM samples from ``model`` (fixed noise seeds) and write the
-    FID proxy, its floor and KID into ``result``; ``artifacts_dir`` receives ``samples.png``."""
+    FID proxy, its floor and KID (and for clips the temporal score and its floor) into ``result``;
+    ``artifacts_dir`` receives ``samples.png``."""
     from evaluators.fid import score_samples
 
     device = context.device
@@ -320,6 +330,14 @@ def sample_and_score(spec: UNetSpec, *, budget: Budget, context: EvalContext, di
     result.kid_mean = float(scores["kid_mean"])
     result.kid_std = float(scores["kid_std"])
     result.feature_kind = getattr(context.reference, "feature_kind", None)
+    if context.clip_reference is not None and samples.ndim == 5:
+        from evaluators.video_fid import temporal_scores
+
+        t0 = time.perf_counter()
+        clip_scores = temporal_scores(samples, context.clip_reference, seed=0)
+        result.scoring_seconds += time.perf_counter() - t0
+        result.fvd_proxy = float(clip_scores["fvd_proxy"])
+        result.fvd_floor = float(clip_scores["fvd_floor"])
     if artifacts_dir is not None:  # 64 images, or 8 clips as a frame strip
         save_grid(samples[:64] if samples.ndim == 4 else samples[:8], Path(artifacts_dir) / "samples.png")
 

@@ -45,12 +45,12 @@ from evaluators.datasets.files import IMAGE_SUFFIXES, fingerprint, read_image
 from nas.errors import ConfigError, close_match_hint
 
 __all__ = ["VIDEO_DATASETS", "VideoData", "check_source", "check_video_dataset", "frames_of",
-           "load_video_dataset"]
+           "load_video_dataset", "moving_mnist_labelled"]
 
 VIDEO_DATASETS = ("moving_mnist",)
 DEFAULT_CLIPS = 2000  # 1,800 train clips: a cpu budget (150 steps x 32) sees each under 3 times
 _SPEEDS = (1, 3)  # px per frame on each axis: visible motion that still shows several frames per bounce
-_TRAIN, _HELD_OUT = 0, 1  # generator streams, so the two splits never share a clip
+_TRAIN, _HELD_OUT, _LABELLED = 0, 1, 2  # generator streams, so no two uses share a clip
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def _moving_mnist(frames: int, size: int, channels: int, clips: int, held_out: f
     train_digits, held_digits = _digit_pools(size // 2, held_out=held_out, seed=seed)
     n_held = min(max(round(held_out * clips), 1), clips - 1)  # the rule evaluators.data._split uses
     parts = [
-        _render(digits, count, frames=frames, size=size, seed=seed, stream=stream)
+        _render(digits, count, frames=frames, size=size, seed=seed, stream=stream)[0]
         for digits, count, stream in ((train_digits, clips - n_held, _TRAIN), (held_digits, n_held, _HELD_OUT))
     ]
     train, held = (torch.from_numpy(p).mul_(2.0).sub_(1.0).unsqueeze(1) for p in parts)  # (N, 1, F, H, W)
@@ -189,8 +189,32 @@ def _digit_pools(digit_size: int, *, held_out: float, seed: int) -> tuple[np.nda
     return digits[train_idx], digits[held_idx]
 
 
-def _render(digits: np.ndarray, count: int, *, frames: int, size: int, seed: int, stream: int) -> np.ndarray:
-    """``count`` clips float32 ``(count, frames, size, size)`` in [0, 1] of 1-2 bouncing ``digits``."""
+def moving_mnist_labelled(count: int, *, frames: int = 8, image_size: int = 32, channels: int = 1,
+                          held_out: float = 0.1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``count`` one-digit Moving MNIST clips from the train digits, with what they show.
+
+    Returns float32 clips ``(count, channels, frames, size, size)`` in [-1, 1], the motion class
+    ``(count,)`` of the digit's velocity at frame 0 (an index into the 6 x 6 grid of
+    ``(vy, vx)`` in {-3..-1, 1..3}, 36 classes) and the digit class ``(count,)``.  A stream of
+    their own (no clip of :func:`load_video_dataset` appears) and only the train split's digits,
+    so a feature network trained on them never sees a held-out digit.
+    """
+    train_idx, _ = _digit_split(seed, held_out)
+    digits, _ = _digit_pools(image_size // 2, held_out=held_out, seed=seed)
+    labels = np.asarray(load_mnist("mnist", image_size=28, channels=1).labels)[train_idx]
+    canvas, which, velocity = _render(digits, count, frames=frames, size=image_size, seed=seed, stream=_LABELLED,
+                                      two_digits=False)
+    clips = torch.from_numpy(canvas).mul_(2.0).sub_(1.0).unsqueeze(1).repeat(1, channels, 1, 1, 1)
+    speed_index = np.where(velocity[:, 0] < 0, velocity[:, 0] + _SPEEDS[1], velocity[:, 0] + _SPEEDS[1] - 1)
+    motion = speed_index[:, 0] * (2 * _SPEEDS[1]) + speed_index[:, 1]  # vy major, vx minor
+    return clips, torch.from_numpy(motion.astype(np.int64)), torch.from_numpy(labels[which[:, 0]].astype(np.int64))
+
+
+def _render(digits: np.ndarray, count: int, *, frames: int, size: int, seed: int, stream: int,
+            two_digits: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``count`` clips float32 ``(count, frames, size, size)`` in [0, 1] of 1-2 bouncing ``digits``
+    (always one when not ``two_digits``), with each clip's digit indices ``(count, 2)`` and
+    velocities ``(count, 2, 2)`` (digit, axis y/x) at frame 0."""
     d = digits.shape[-1]
     room = size - d  # top-left corners range over [0, room]; size >= 4 keeps room >= 2
     which = np.empty((count, 2), np.int64)
@@ -203,6 +227,8 @@ def _render(digits: np.ndarray, count: int, *, frames: int, size: int, seed: int
         which[i] = rng.integers(0, len(digits), size=2)
         start[i] = rng.integers(0, room + 1, size=(2, 2))
         velocity[i] = rng.integers(_SPEEDS[0], _SPEEDS[1] + 1, size=(2, 2)) * rng.choice((-1, 1), size=(2, 2))
+    if not two_digits:  # after the draws, so a clip's digit and motion do not depend on it
+        active[:, 1] = False
     # Reflection off the edges is a triangle wave of the unbounded position, period 2 * room.
     pos = (start[..., None] + velocity[..., None] * np.arange(frames)) % (2 * room)  # (count, 2, 2, F)
     pos = np.where(pos > room, 2 * room - pos, pos)
@@ -216,7 +242,7 @@ def _render(digits: np.ndarray, count: int, *, frames: int, size: int, seed: int
         patch = (digits[which[:, k]] * active[:, k, None, None])[:, None]  # (count, 1, d, d)
         # One patch per (clip, frame) and digit, so the fancy-index writes never collide.
         canvas[n, f, rows, cols] = np.maximum(canvas[n, f, rows, cols], patch)
-    return canvas
+    return canvas, which, velocity
 
 
 # --- User clips -----------------------------------------------------------------------------

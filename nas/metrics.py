@@ -41,6 +41,7 @@ class Metric:
     kind: str = "number"  # "number" or "label"
     per_trial: bool = True  # copied into every trial's user attributes
     in_report: bool = False  # a column of trials.csv / pareto.csv
+    video_only: bool = False  # measured for clips only (data.frames > 1); an image report leaves it out
 
 
 _ALL = (
@@ -53,14 +54,21 @@ _ALL = (
     Metric("kid_mean", "KID", "unbiased kernel distance of the samples, mean over subsets", "minimize", objective=True,
            in_report=True),
     Metric("kid_std", "KID", "standard deviation of the kernel distance over subsets", in_report=True),
-    Metric("throughput", "images/s", "images per second of one denoiser evaluation at the budget's timing batch",
+    Metric("fvd_proxy", "FD", "temporal score of a video search: Frechet distance of sampled clips to held-out "
+           "clips in a spatio-temporal classifier's feature space (a shuffled or frozen clip scores badly)",
+           "minimize", objective=True, in_report=True, video_only=True),
+    Metric("fvd_floor", "FD", "the same distance for real training clips at the same count", in_report=True,
+           video_only=True),
+    Metric("throughput", "images/s", "images (for a video space: clips) per second of one denoiser evaluation at "
+           "the budget's timing batch",
            "maximize", objective=True, source="gate", in_report=True),
     Metric("latency_ms", "ms", "one denoiser evaluation at batch 1", "minimize", objective=True, source="gate",
            in_report=True),
     Metric("sample_seconds", "s/image", "a full N-step sample per image (N denoiser evaluations)", "minimize",
            objective=True, source="gate"),
     Metric("params", "parameters", "trainable parameters", "minimize", objective=True, source="gate", in_report=True),
-    Metric("macs", "MACs/image", "multiply-accumulates of one denoiser evaluation (torch.utils.flop_counter)",
+    Metric("macs", "MACs/image", "multiply-accumulates of one denoiser evaluation of an image (a clip, for a video "
+           "space; torch.utils.flop_counter)",
            "minimize", objective=True, source="gate", in_report=True),
     Metric("peak_mem_mb", "MiB", "peak CUDA memory of the timing runs (none on the CPU)", "minimize", objective=True,
            source="gate"),

@@ -57,6 +57,8 @@ def test_search_records_trials_reports_and_metrics(finished: Path) -> None:
     for name in ("pareto.csv", "trials.csv", "pareto.png", "report.md"):
         assert (finished / "tiny" / name).stat().st_size > 0
     assert len((finished / "tiny" / "trials.csv").read_text().strip().splitlines()) == 1 + len(study.trials)
+    header = (finished / "tiny" / "trials.csv").read_text().splitlines()[0].split(",")
+    assert "fid_proxy" in header and "fvd_proxy" not in header  # the temporal score is a video search's
     assert "# Study `tiny`" in (finished / "tiny" / "report.md").read_text()
 
 

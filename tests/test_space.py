@@ -260,12 +260,22 @@ def test_every_constraint_metric_is_an_objective_metric_of_the_registry() -> Non
 
 def test_objectives_take_the_registry_names_and_directions(tmp_path: Path) -> None:
     names = list(objective_metrics())
-    path = write(tmp_path, yaml.safe_dump({"objectives": [{"metric": m} for m in names], "space": {}}))
+    path = write(tmp_path, yaml.safe_dump({"data": {"frames": 4}, "objectives": [{"metric": m} for m in names],
+                                           "space": {}}))
     space = load_space(path, check_constraints=False)
     assert {o.metric: o.direction for o in space.objectives} == objective_metrics()
     default = load_space(write(tmp_path, "space: {}\n", "default.yaml"), check_constraints=False)
     assert [(o.metric, o.direction) for o in default.objectives] == [
         ("val_loss", "minimize"), ("fid_proxy", "minimize"), ("throughput", "maximize")]
+
+
+def test_a_clip_only_objective_is_refused_for_an_image_space(tmp_path: Path) -> None:
+    path = write(tmp_path, yaml.safe_dump({"objectives": [{"metric": "val_loss"}, {"metric": "fvd_proxy"}],
+                                           "space": {}}))
+    with pytest.raises(ConfigError, match=r"'fvd_proxy' is measured for clips only; a video space sets "
+                                          r"data.frames > 1") as err:
+        load_space(path, check_constraints=False)
+    assert err.value.key == "objectives[1].metric"
 
 
 # ----- the report behind `python -m nas.space validate` --------------------------------------

@@ -60,6 +60,9 @@ def test_a_video_candidate_trains_samples_and_scores_frame_by_frame(tmp_path: Pa
     assert result.status == "ok", result.reason
     assert result.val_loss is not None and result.fid_proxy is not None and result.fid_floor is not None
     assert result.throughput > 0 and result.macs > 0
+    # The temporal score, on the clip classifier trained on the embedded clips, with its floor.
+    assert context.clip_reference.feature_kind == "clip_classifier"
+    assert result.fvd_proxy is not None and result.fvd_floor is not None and result.fvd_proxy > result.fvd_floor
     # The frame strip: one row per clip (4 clips), one column per frame, 2 px gaps, 4x scale.
     with Image.open(tmp_path / "samples.png") as strip:
         assert strip.size == ((4 * 30 + 2) * 4, (4 * 30 + 2) * 4)
@@ -86,6 +89,9 @@ def test_video_search_exports_and_trains(tmp_path: Path) -> None:
     assert all(s["frames"] == 4 for s in specs if s is not None) and any(s is not None for s in specs)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and "fid_proxy" in t.user_attrs]
     assert complete, [t.user_attrs.get("reason") for t in trials]
+    assert all(t.user_attrs["fvd_proxy"] > t.user_attrs["fvd_floor"] > 0 for t in complete)
+    header = (out / "tiny_video" / "trials.csv").read_text().splitlines()[0].split(",")
+    assert "fvd_proxy" in header and "fvd_floor" in header
     config = tmp_path / "best.yaml"
     assert export_main(["--study", "tiny_video", "--results", str(out), "--out", str(config)]) == 0
     assert "frames: 4" in config.read_text()

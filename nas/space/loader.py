@@ -28,7 +28,7 @@ from typing import Any
 
 from evaluators.budget import parse_budgets
 from nas.errors import ConfigError, close_match_hint
-from nas.metrics import objective_metrics
+from nas.metrics import METRICS, objective_metrics
 from nas.readers import read_yaml
 from nas.space.decisions import Decision, Fixed, Tie, parse_decision
 from nas.space.search_space import CONSTRAINT_KEYS, DataConfig, Objective, SearchSpace
@@ -140,7 +140,7 @@ def _build(raw: dict[str, Any], *, source: str, default_name: str) -> SearchSpac
     if not isinstance(name, str) or not name:
         raise ConfigError(f"expected a non-empty string, got {name!r}", key="name")
     data = _parse_data(raw.get("data", {}))
-    objectives = _parse_objectives(raw.get("objectives"))
+    objectives = _parse_objectives(raw.get("objectives"), frames=data.frames)
     constraints = _parse_constraints(raw.get("constraints", {}))
     budgets = parse_budgets(raw.get("budgets", {}))
     global_decisions, level_decisions = _parse_space(raw.get("space"))
@@ -173,7 +173,7 @@ def _parse_data(raw: Any) -> DataConfig:
     return data
 
 
-def _parse_objectives(raw: Any) -> tuple[Objective, ...]:
+def _parse_objectives(raw: Any, *, frames: int = 1) -> tuple[Objective, ...]:
     valid = objective_metrics()  # metric -> natural direction, from the registry
     if raw is None:
         raw = [{"metric": m, "direction": valid[m]} for m in DEFAULT_OBJECTIVES]
@@ -188,6 +188,9 @@ def _parse_objectives(raw: Any) -> tuple[Objective, ...]:
         if metric not in valid:
             raise ConfigError(f"unknown metric {metric!r}{close_match_hint(metric, valid)}; "
                               f"valid metrics are {list(valid)}", key=f"{key}.metric")
+        if METRICS[metric].video_only and frames == 1:
+            raise ConfigError(f"{metric!r} is measured for clips only; a video space sets data.frames > 1",
+                              key=f"{key}.metric")
         direction = item.get("direction", valid[metric])
         if direction not in ("minimize", "maximize"):
             raise ConfigError(f"expected minimize or maximize, got {direction!r}", key=f"{key}.direction")

@@ -144,7 +144,8 @@ def run_training(settings: RunSettings, out: str | Path, *, device: str = "auto"
             sample_and_score(spec, budget=budget, context=context, diffusion=diffusion, model=state.ema.model,
                              result=result, artifacts_dir=out)
         final.update({k: getattr(result, k) for k in ("val_loss", "val_loss_by_t", "fid_proxy", "fid_floor",
-                                                       "kid_mean", "kid_std", "feature_kind")})
+                                                       "kid_mean", "kid_std", "fvd_proxy", "fvd_floor",
+                                                       "feature_kind")})
         final.update(fid_samples=budget.fid_samples if context.reference is not None else 0,
                      sample_steps=budget.sample_steps, sampling_seconds=result.sampling_seconds)
     log["wall_seconds"] = wall_before + time.perf_counter() - started
