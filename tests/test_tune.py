@@ -107,6 +107,18 @@ class TestLocalRay:
         assert len(finished_trials(study)) == 5 and len(study.trials) == 5  # no surplus, nothing lost
         assert {t.number: (t.state, t.values) for t in study.trials if t.number in before} == before
 
+    def test_a_video_space_searches_under_ray(self, tmp_path: Path) -> None:
+        tiny_video = TINY.parent / "tiny_video.yaml"
+        assert main(["--space", str(tiny_video), "--budget", "tiny", "--trials", "2", "--out", str(tmp_path),
+                     "--device", "cpu", "--sampler", "random", "--backend", "ray"]) == 0
+        study = load(tmp_path, "tiny_video")
+        trials = finished_trials(study)
+        assert len(trials) == 2 and all(trial_spec(t)["frames"] == 4 for t in trials)
+        for t in trials:
+            if t.user_attrs["status"] == "ok":  # a trained clip candidate has both video scores
+                assert t.user_attrs["fvd_proxy"] > t.user_attrs["fvd_floor"] > 0 and "fid_proxy" in t.user_attrs
+        assert any(t.user_attrs["status"] == "ok" for t in trials), [t.user_attrs.get("reason") for t in trials]
+
     def test_scheduler_stops_pruned_errors_fail_and_retries_agree(self, tmp_path: Path) -> None:
         marker = tmp_path / "crashed-once"
 
