@@ -13,13 +13,37 @@ from typing import Any
 
 from nas.errors import ConfigError, close_match_hint
 
-__all__ = ["DEFAULT_BUDGETS", "Budget", "default_budget_name", "parse_budget", "parse_budgets"]
+__all__ = ["DEFAULT_BUDGETS", "Budget", "Distill", "default_budget_name", "parse_budget", "parse_budgets"]
 
 
 # Far above any real budget: larger values are typos that would exhaust memory or never end.
 _MAXIMA: dict[str, float] = {"steps": 10**8, "batch_size": 65_536, "fid_samples": 1_000_000, "sample_steps": 10_000,
                              "warmup_steps": 10**8, "val_images": 1_000_000, "val_timesteps": 10_000,
                              "throughput_batch": 65_536, "timing_repeat_s": 60.0}
+
+
+@dataclass(frozen=True)
+class Distill:
+    """A budget's distillation setting: the teacher's run directory and the weight of its term
+    (what it does: :mod:`evaluators.distill`)."""
+
+    teacher: str
+    weight: float = 1.0
+
+    @classmethod
+    def parse(cls, raw: Any) -> Distill | None:
+        """``None``, a :class:`Distill`, or a mapping ``{teacher: PATH, weight: W}``."""
+        if raw is None or isinstance(raw, Distill):
+            return raw
+        if not isinstance(raw, dict) or "teacher" not in raw or set(raw) - {"teacher", "weight"}:
+            raise ConfigError(f"expected {{teacher: RUN_DIR, weight: W}}, got {raw!r}", key="distill")
+        teacher, weight = raw["teacher"], raw.get("weight", 1.0)
+        if not isinstance(teacher, str) or not teacher:
+            raise ConfigError(f"expected the path of a nas.train run directory, got {teacher!r}",
+                              key="distill.teacher")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+            raise ConfigError(f"expected a number above 0, got {weight!r}", key="distill.weight")
+        return cls(teacher=teacher, weight=float(weight))
 
 
 @dataclass(frozen=True)
@@ -46,6 +70,8 @@ class Budget:
         throughput_batch: batch size of the throughput measurement.
         timing_repeat_s: the shortest timed repeat of the throughput measurement, in seconds (a
             short burst elsewhere on the machine then spoils one repeat, not the figure).
+        distill: ``{teacher: RUN_DIR, weight: W}`` trains every candidate toward a trained
+            teacher's predictions as well as the target (:mod:`evaluators.distill`); none by default.
         time_limit_s: cap of one evaluation's own compute (CPU seconds per thread on the CPU, wall
             seconds on CUDA; :func:`evaluators.contention.compute_clock`); past it the candidate is
             ``timeout``, so a busy machine alone does not time a candidate out.
@@ -67,10 +93,14 @@ class Budget:
     throughput_batch: int = 32
     timing_repeat_s: float = 0.05
     time_limit_s: float = 600.0
+    distill: Distill | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "distill":
+                object.__setattr__(self, "distill", Distill.parse(value))
+                continue
             if f.name == "rungs":
                 if value is None:
                     continue
@@ -122,6 +152,8 @@ class Budget:
         """Plain data, as stored with results."""
         data = dataclasses.asdict(self)
         data["rungs"] = list(self.rungs) if self.rungs is not None else None
+        if self.distill is None:  # budgets without it keep the plain data they always had
+            del data["distill"]
         return data
 
 

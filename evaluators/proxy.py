@@ -137,6 +137,9 @@ class EvalResult:
     batch_size: int = 0
     curve: list[list[float]] = field(default_factory=list)
     rungs: list[dict[str, float]] = field(default_factory=list)
+    distill_curve: list[list[float]] = field(default_factory=list)  # a distilled candidate's MSE toward the teacher
+    distill_loss: float | None = None
+    teacher_seconds: float | None = None
     train_seconds: float = 0.0
     sampling_seconds: float = 0.0
     scoring_seconds: float = 0.0  # held-out losses (at the rungs and the final one), FID features and distances
@@ -235,6 +238,12 @@ def _run(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int, run
     deadline = clock() + budget.time_limit_s
 
     batch_size = budget.batch_size
+    teacher = None
+    if budget.distill is not None:
+        from evaluators.distill import load_teacher
+
+        teacher = load_teacher(budget.distill, device=device)  # once per process: later calls reuse it
+        teacher_before = teacher.seconds
     for attempt in range(2):  # out of memory: retry once at half the batch
         result.batch_size = batch_size
         torch.manual_seed(seed)
@@ -257,7 +266,8 @@ def _run(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int, run
             outcome = train(state, diffusion, data.train, budget=budget, device=device, precision=precision,
                             batch_size=batch_size,
                             deadline=deadline, clock=clock, probe=rung_probe, rung_hook=rung_hook,
-                            curve_every=max(1, budget.steps // 200))
+                            curve_every=max(1, budget.steps // 200),
+                            teacher=teacher.target if teacher is not None else None)
             break
         except Exception as err:
             if not is_oom(err) or attempt == 1 or batch_size < 2:
@@ -266,6 +276,10 @@ def _run(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int, run
             empty_cache(device)
             batch_size //= 2
     _record_training(outcome, result, batch_size)
+    if teacher is not None:
+        result.distill_curve = [[step, loss] for step, loss in outcome.distill_curve]
+        result.distill_loss = outcome.distill_curve[-1][1] if outcome.distill_curve else None
+        result.teacher_seconds = teacher.seconds - teacher_before
     if outcome.status not in ("ok", "pruned"):
         return
     t0 = time.perf_counter()

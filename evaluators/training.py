@@ -26,6 +26,8 @@ from nas.diffusion import GaussianDiffusion
 
 __all__ = ["RungHook", "TrainOutcome", "TrainState", "is_oom", "train"]
 
+# teacher(student_diffusion, x_t, t) -> the teacher's prediction as the student's target (evaluators.distill).
+TeacherTarget = Callable[[GaussianDiffusion, Tensor, Tensor], Tensor]
 # hook(rung_index, step, val_loss) -> why to stop the run at this rung (a reason), or None to go on.
 RungHook = Callable[[int, int, float], str | None]
 
@@ -48,6 +50,7 @@ class TrainOutcome:
     rungs: list[dict[str, float]] = field(default_factory=list)
     train_seconds: float = 0.0  # time inside optimiser steps only
     rung_seconds: float = 0.0  # time spent computing rung losses
+    distill_curve: list[tuple[int, float]] = field(default_factory=list)  # MSE toward the teacher, with one
 
 
 @dataclass
@@ -97,21 +100,28 @@ def rung_steps(budget: Budget) -> list[int]:
 def train(state: TrainState, diffusion: GaussianDiffusion, images: Tensor, *, budget: Budget,
           device: torch.device, precision: Precision, batch_size: int | None = None, deadline: float | None = None,
           clock: Callable[[], float] = time.perf_counter, probe: HeldOutProbe | None = None,
-          rung_hook: RungHook | None = None, until_step: int | None = None, curve_every: int = 1) -> TrainOutcome:
+          rung_hook: RungHook | None = None, until_step: int | None = None, curve_every: int = 1,
+          teacher: TeacherTarget | None = None) -> TrainOutcome:
     """Train ``state.model`` from ``state.step`` to ``until_step`` (default ``budget.steps``).
 
     ``images`` stay on the CPU; each batch moves to ``device`` in ``precision``'s layout, and
     forward passes run under its autocast.  ``deadline`` is a ``clock()`` value past which the run
     stops with ``timeout`` (:func:`evaluators.contention.compute_clock` counts only its own
     compute).  Rung hooks run only when both ``probe`` and ``rung_hook`` are given.
-    Out-of-memory errors propagate (the caller decides whether to retry at a smaller batch);
-    nothing else does.
+    With a ``teacher`` (``budget.distill``; :meth:`evaluators.distill.Teacher.target`), each
+    step also pulls the prediction toward the teacher's on the same noisy inputs, and that term's value is
+    recorded in ``distill_curve``.  Out-of-memory errors propagate (the caller decides whether to
+    retry at a smaller batch); nothing else does.
     """
     outcome = TrainOutcome(steps=state.step)
     batch_size = batch_size or budget.batch_size
     end = until_step if until_step is not None else budget.steps
     rungs = rung_steps(budget) if (probe is not None and rung_hook is not None) else []
     model = state.model.train()
+    if teacher is not None and budget.distill is None:
+        raise ValueError("a teacher needs a budget with distill (its weight)")
+    weight = budget.distill.weight if teacher is not None and budget.distill is not None else 0.0
+    parts: dict[str, float] | None = {} if teacher is not None else None
     while state.step < end:
         if deadline is not None and clock() > deadline:
             outcome.status, outcome.reason = "timeout", f"compute-time cap reached after {state.step} steps"
@@ -123,7 +133,9 @@ def train(state: TrainState, diffusion: GaussianDiffusion, images: Tensor, *, bu
         for group in state.optimizer.param_groups:
             group["lr"] = learning_rate(state.step, budget)
         with precision.autocast(device):
-            loss = diffusion.training_loss(model, x0, t=t.to(device), noise=noise.to(device))
+            loss = diffusion.training_loss(model, x0, t=t.to(device), noise=noise.to(device),
+                                           teacher=teacher,
+                                           teacher_weight=weight, parts=parts)
         value = float(loss.detach())
         if not math.isfinite(value):
             outcome.status, outcome.reason = "diverged", f"loss became {value} at step {state.step + 1}"
@@ -144,6 +156,8 @@ def train(state: TrainState, diffusion: GaussianDiffusion, images: Tensor, *, bu
         outcome.train_seconds += time.perf_counter() - started
         if state.step % curve_every == 0 or state.step == end:
             outcome.curve.append((state.step, value))
+            if parts:
+                outcome.distill_curve.append((state.step, parts["distill"]))
         if state.step in rungs:
             rung_started = time.perf_counter()
             val, _ = probe.loss(state.ema.model, diffusion, device=device, precision=precision)  # type: ignore[union-attr]

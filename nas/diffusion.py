@@ -265,14 +265,19 @@ class GaussianDiffusion(nn.Module):
     # ----- training --------------------------------------------------------------------------
     def training_loss(self, model: Model, x0: Tensor, *, t: Tensor | None = None,
                       noise: Tensor | None = None,
-                      generator: torch.Generator | None = None) -> Tensor:
+                      generator: torch.Generator | None = None,
+                      teacher: Callable[[GaussianDiffusion, Tensor, Tensor], Tensor] | None = None,
+                      teacher_weight: float = 0.0, parts: dict[str, float] | None = None) -> Tensor:
         """Scalar training loss for a batch ``x0`` (B, C, H, W) in ``[-1, 1]``.
 
         ``L_simple`` (MSE on the target, mean over pixels and batch) with ``t ~ U[0, T)``; with a
         learned variance, plus ``vlb_weight * T * L_t`` where ``L_t`` is the VLB term in bits
         per dim computed with the mean part detached, so it trains only the variance (iDDPM's
         hybrid loss; ``T * E_t[L_t]`` estimates ``L_vlb``): KL to the true posterior for t > 0
-        and the discretised Gaussian decoder NLL at t = 0.
+        and the discretised Gaussian decoder NLL at t = 0.  With a ``teacher`` (``teacher(self,
+        x_t, t)`` -> its prediction as this diffusion's target, :mod:`evaluators.distill`), plus
+        ``teacher_weight`` times the MSE toward it on the same noisy inputs.  ``parts``, when
+        given, receives the terms' values (``target``, and ``distill`` with a teacher).
         """
         if t is None:
             device = generator.device if generator is not None else x0.device
@@ -284,6 +289,13 @@ class GaussianDiffusion(nn.Module):
         x_t = self.q_sample(x0, t, noise)
         pred, var_out = self.split_output(model(x_t, t).float(), x_t)
         loss = ((pred - self.target(x0, noise, t)) ** 2).mean()
+        if parts is not None:
+            parts["target"] = float(loss.detach())
+        if teacher is not None:
+            distill = ((pred - teacher(self, x_t, t)) ** 2).mean()
+            if parts is not None:
+                parts["distill"] = float(distill.detach())
+            loss = loss + teacher_weight * distill
         if var_out is None:
             return loss
         vlb = self._vlb_bits(x0, x_t, t, pred.detach(), var_out)  # (B,)

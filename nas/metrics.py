@@ -73,6 +73,9 @@ _ALL = (
     Metric("peak_mem_mb", "MiB", "peak CUDA memory of the timing runs (none on the CPU)", "minimize", objective=True,
            source="gate"),
     Metric("steps", "steps", "optimiser steps trained", in_report=True),
+    Metric("distill_loss", "MSE", "a distilled candidate's MSE toward the teacher's prediction at its last training "
+           "step (budget distill)"),
+    Metric("teacher_seconds", "s", "time in the teacher's forward passes (budget distill)"),
     Metric("batch_size", "images", "training batch (half the budget's after an out-of-memory retry)"),
     Metric("train_seconds", "s", "time inside optimiser steps"),
     Metric("sampling_seconds", "s", "time generating the FID proxy's samples"),

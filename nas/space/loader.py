@@ -26,7 +26,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from evaluators.budget import parse_budgets
+from evaluators.budget import Budget, parse_budgets
 from nas.errors import ConfigError, close_match_hint
 from nas.metrics import METRICS, objective_metrics
 from nas.readers import read_yaml
@@ -143,6 +143,7 @@ def _build(raw: dict[str, Any], *, source: str, default_name: str) -> SearchSpac
     objectives = _parse_objectives(raw.get("objectives"), frames=data.frames)
     constraints = _parse_constraints(raw.get("constraints", {}))
     budgets = parse_budgets(raw.get("budgets", {}))
+    _check_teachers(budgets, data)
     global_decisions, level_decisions = _parse_space(raw.get("space"))
     order = dependency_order(global_decisions, level_decisions)
     check_ties(global_decisions, level_decisions)
@@ -153,6 +154,20 @@ def _build(raw: dict[str, Any], *, source: str, default_name: str) -> SearchSpac
         order=order, description=str(raw.get("description", "")), pivots=pivots)
     check_combinations(space)
     return space
+
+
+def _check_teachers(budgets: dict[str, Budget], data: DataConfig) -> None:
+    """Each distilling budget's teacher is a trained run for this space's data (evaluators.distill)."""
+    for name, budget in budgets.items():
+        if budget.distill is None:
+            continue
+        from evaluators.distill import check_teacher
+
+        try:
+            check_teacher(budget.distill.teacher, image_size=data.image_size, channels=data.channels,
+                          frames=data.frames)
+        except ConfigError as err:
+            raise ConfigError(err.message, key=f"budgets.{name}.{err.key}") from None
 
 
 def _parse_data(raw: Any) -> DataConfig:

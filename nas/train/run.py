@@ -68,6 +68,13 @@ def run_training(settings: RunSettings, out: str | Path, *, device: str = "auto"
     context = EvalContext.load(dataset=settings.dataset, image_size=spec.image_size, channels=spec.in_channels,
                                frames=spec.frames, device=device, seed=0, fid=budget.fid_samples > 0)
     dev, precision = context.device, context.precision
+    teacher = None
+    if budget.distill is not None:  # the search's budget distilled its candidates: so does their full training
+        from evaluators.distill import check_teacher, load_teacher
+
+        check_teacher(budget.distill.teacher, image_size=spec.image_size, channels=spec.in_channels,
+                      frames=spec.frames)
+        teacher = load_teacher(budget.distill, device=dev)
 
     torch.manual_seed(settings.seed)  # the same initial weights as the search's trial
     model = precision.prepare_model(build_unet(spec).to(dev))
@@ -105,7 +112,8 @@ def run_training(settings: RunSettings, out: str | Path, *, device: str = "auto"
                               progress_every)
             try:
                 outcome = train(state, diffusion, context.data.train, budget=budget, device=dev,
-                                precision=precision, until_step=stop)
+                                precision=precision, until_step=stop,
+                                teacher=teacher.target if teacher is not None else None)
             except Exception as err:
                 if is_oom(err):
                     raise ConfigError(f"out of memory at batch size {settings.batch_size} on {dev}; "
