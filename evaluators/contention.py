@@ -6,7 +6,7 @@ images/s with 2 threads on a quiet 2-core machine ran at 43 with one other busy 
 1 thread).  So:
 
 * :func:`choose_threads` picks torch's CPU threads from the cores actually free: the cores this
-  process may run on (its affinity), less those other processes keep busy (sampled from
+  process may run on (its affinity, capped by ``OMP_NUM_THREADS``), less those other processes keep busy (sampled from
   ``/proc/stat``), and never more than this worker's share when several workers split the
   machine; an explicit count (``--threads``) wins.  Every trial records the count it trained with.
 * :func:`compute_clock` is the clock of the evaluation's wall-clock cap: on the CPU the process's
@@ -43,11 +43,17 @@ _SAMPLE_S = 0.1
 
 
 def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity where the platform has one)."""
+    """The cores this process may run on (its CPU affinity where the platform has one), capped by
+    ``OMP_NUM_THREADS`` when that is set to a positive integer: the usual way a cluster job or a
+    user says how many threads a process may use, which torch itself starts from."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if limit.isdigit() and int(limit) > 0:
+        return min(cores, int(limit))
+    return cores
 
 
 def _cpu_jiffies() -> tuple[float, float] | None:

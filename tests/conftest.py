@@ -8,9 +8,9 @@ Ray test clusters run with token authentication off.
 Under pytest-xdist (``-n 3``, the README's command) the workers inherit the controller's
 environment, so they share that one cache (its writers are atomic and locked, as for
 ``--workers N``) and the classifier and data caches are built once; only the process that made
-the directory removes it.  Each worker runs torch with one intra-op thread: workers with two
-threads each on two cores wait on each other at every parallel region (see
-``evaluators/contention.py``).
+the directory removes it.  Each worker runs torch with one intra-op thread, and so do the
+processes it launches (``OMP_NUM_THREADS=1``): workers with two threads each on two cores wait on
+each other at every parallel region (see ``evaluators/contention.py``).
 """
 
 from __future__ import annotations
@@ -34,6 +34,10 @@ if "PYTEST_XDIST_WORKER" in os.environ:
     import torch
 
     torch.set_num_threads(1)
+    # The searches and benchmarks the tests launch inherit it: their thread policy then takes one
+    # core (evaluators.contention.available_cores), where two threads each in three workers' and
+    # their children's processes on two cores ran the benchmark tests several times slower.
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
