@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import output_dir, write_result
 
 NAME = "proxy_fidelity"
+KINDS = ("proxy", "quarter", "quarter_distill", "reference")
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class Job:
     """One evaluation: an architecture, a kind of budget and a training seed."""
 
     index: int
-    kind: str  # proxy | quarter | reference
+    kind: str  # proxy | quarter | quarter_distill | reference
     seed: int
 
     @property
@@ -95,12 +96,15 @@ def pick_architectures(space_path: str, count: int, seed: int) -> list[Any]:
     raise SystemExit(f"{space_path}: only {len(chosen)} feasible architectures in {50 * count} draws")
 
 
-def plan_jobs(size: Size) -> list[Job]:
-    """Every evaluation, longest first so that parallel workers finish together."""
+def plan_jobs(size: Size, *, distill: bool = False) -> list[Job]:
+    """Every evaluation, longest first so that parallel workers finish together; with ``distill``
+    also the quarter budget trained toward the teacher."""
     jobs = [Job(i, "reference", 0) for i in range(size.architectures)]
     jobs += [Job(i, "proxy", 0) for i in range(size.architectures)]
     jobs += [Job(i, "proxy", s) for i in range(size.noise_architectures) for s in range(1, size.seeds)]
     jobs += [Job(i, "quarter", 0) for i in range(size.architectures)]
+    if distill:
+        jobs += [Job(i, "quarter_distill", 0) for i in range(size.architectures)]
     return jobs
 
 
@@ -121,26 +125,32 @@ def _init_worker(threads: int, device: str, data: dict[str, Any]) -> None:
                                 channels=data["channels"], device=device)
 
 
-def budget_for(kind: str, proxy_budget: Any) -> Any:
-    """The budget of a job kind: the proxy, a quarter of it, or ``nas.train``'s 8x reference."""
+def budget_for(kind: str, proxy_budget: Any, distill: Any = None) -> Any:
+    """The budget of a job kind: the proxy, a quarter of it (trained toward the teacher of
+    ``distill``, an :class:`evaluators.budget.Distill`, for ``quarter_distill``), or
+    ``nas.train``'s 8x reference."""
     from nas.train import TRAIN_MULTIPLIER
 
     if kind == "proxy":
         return proxy_budget
     if kind == "quarter":
         return proxy_budget.scaled(0.25)
+    if kind == "quarter_distill":
+        if distill is None:
+            raise ValueError("quarter_distill needs a teacher (--distill)")
+        return dataclasses.replace(proxy_budget.scaled(0.25), distill=distill)
     return dataclasses.replace(proxy_budget, steps=TRAIN_MULTIPLIER * proxy_budget.steps,
                                time_limit_s=TRAIN_MULTIPLIER * proxy_budget.time_limit_s)
 
 
-def run_job(job: Job, spec_yaml: str, budget_name: str) -> dict[str, Any]:
+def run_job(job: Job, spec_yaml: str, budget_name: str, distill: Any = None) -> dict[str, Any]:
     """Evaluate one job; returns the metrics kept in ``runs.jsonl``."""
     from evaluators.budget import DEFAULT_BUDGETS
     from evaluators.proxy import evaluate
     from nas.spec import UNetSpec
 
     spec = UNetSpec.from_yaml(spec_yaml)
-    budget = budget_for(job.kind, DEFAULT_BUDGETS[budget_name])
+    budget = budget_for(job.kind, DEFAULT_BUDGETS[budget_name], distill)
     # A hook that never stops the run, so the proxy records its rung losses (early-stopping signal).
     hook = (lambda _rung, _step, _loss: None) if job.kind == "proxy" else None
     result = evaluate(spec, budget=budget, context=_CONTEXT, seed=job.seed, rung_hook=hook, measure=False)
@@ -148,7 +158,9 @@ def run_job(job: Job, spec_yaml: str, budget_name: str) -> dict[str, Any]:
             "reason": result.reason, "steps": result.steps, "val_loss": result.val_loss,
             "fid_proxy": result.fid_proxy, "kid_mean": result.kid_mean,
             "rung_val_loss": [r["val_loss"] for r in result.rungs],
-            "train_seconds": round(result.train_seconds, 2), "eval_seconds": round(result.eval_seconds, 2)}
+            "train_seconds": round(result.train_seconds, 2), "eval_seconds": round(result.eval_seconds, 2),
+            **({"teacher_seconds": round(result.teacher_seconds, 2), "distill_loss": result.distill_loss}
+               if result.teacher_seconds is not None else {})}
 
 
 def worker_threads(size: Size) -> int:
@@ -161,7 +173,8 @@ def worker_threads(size: Size) -> int:
     return core_share(size.workers) if size.device == "cpu" else 1
 
 
-def run_all(jobs: list[Job], specs: list[Any], size: Size, data: dict[str, Any], log: Path) -> dict[str, dict]:
+def run_all(jobs: list[Job], specs: list[Any], size: Size, data: dict[str, Any], log: Path,
+            distill: Any = None) -> dict[str, dict]:
     """Run the jobs not yet in ``log`` (appending each as it finishes); returns every record."""
     done: dict[str, dict] = {}
     if log.exists():
@@ -176,7 +189,7 @@ def run_all(jobs: list[Job], specs: list[Any], size: Size, data: dict[str, Any],
     print(f"{len(todo)} evaluations to run ({len(done)} cached) on {size.workers} worker(s) x {threads} thread(s)",
           flush=True)
     with log.open("a") as sink:
-        for n, record in enumerate(_results(todo, specs, size, data, threads), 1):
+        for n, record in enumerate(_results(todo, specs, size, data, threads, distill), 1):
             done[record["key"]] = record
             sink.write(json.dumps(record) + "\n")
             sink.flush()
@@ -186,19 +199,19 @@ def run_all(jobs: list[Job], specs: list[Any], size: Size, data: dict[str, Any],
 
 
 def _results(todo: list[Job], specs: list[Any], size: Size, data: dict[str, Any],
-             threads: int) -> Iterator[dict[str, Any]]:
+             threads: int, distill: Any = None) -> Iterator[dict[str, Any]]:
     """Each job's record as it finishes: in this process for one worker (no start-up of a second
     interpreter), else in a pool of spawned workers."""
     if size.workers == 1:
         _init_worker(threads, size.device, data)
         for job in todo:
-            yield run_job(job, specs[job.index].to_yaml(), size.budget)
+            yield run_job(job, specs[job.index].to_yaml(), size.budget, distill)
         return
     import multiprocessing
 
     with ProcessPoolExecutor(size.workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_worker, initargs=(threads, size.device, data)) as pool:
-        futures = [pool.submit(run_job, j, specs[j.index].to_yaml(), size.budget) for j in todo]
+        futures = [pool.submit(run_job, j, specs[j.index].to_yaml(), size.budget, distill) for j in todo]
         for future in as_completed(futures):
             yield future.result()
 
@@ -232,6 +245,9 @@ def analyse(records: dict[str, dict], size: Size) -> dict[str, Any]:
         "proxy": {m: [get(i, "proxy")[m] for i in arch] for m in ("val_loss", "fid_proxy")},
         "quarter": {m: [get(i, "quarter")[m] for i in arch] for m in ("val_loss", "fid_proxy")},
     }
+    if arch and all(get(i, "quarter_distill") for i in arch):
+        candidates["quarter_distill"] = {m: [get(i, "quarter_distill")[m] for i in arch]
+                                         for m in ("val_loss", "fid_proxy")}
     rungs = min((len(get(i, "proxy")["rung_val_loss"]) for i in arch), default=0)
     for r in range(rungs):
         candidates[f"rung{r}"] = {"val_loss": [get(i, "proxy")["rung_val_loss"][r] for i in arch]}
@@ -297,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the architecture draw")
     parser.add_argument("--workers", type=int, help="parallel evaluations (default: the size's)")
     parser.add_argument("--out", help=f"output folder (default results/benchmarks/{NAME})")
+    parser.add_argument("--distill", metavar="CONFIG",
+                        help="also score the quarter budget distilled from a teacher: this exported config, "
+                             "trained by nas.train into <out>/teacher (resumed or reused when there)")
+    parser.add_argument("--distill-weight", type=float, default=1.0, help="weight of the teacher term (default 1)")
     args = parser.parse_args(argv)
     size = SIZES[args.size]
     if args.workers:
@@ -308,7 +328,13 @@ def main(argv: list[str] | None = None) -> int:
     space = load_space(args.space)
     specs = pick_architectures(args.space, size.architectures, args.seed)
     data = {"dataset": space.data.dataset, "image_size": specs[0].image_size, "channels": specs[0].in_channels}
-    records = run_all(plan_jobs(size), specs, size, data, out / "runs.jsonl")
+    distill, teacher = None, None
+    if args.distill:
+        from evaluators.budget import Distill
+
+        teacher = train_teacher(Path(args.distill), out / "teacher", size)
+        distill = Distill(teacher=str((out / "teacher").resolve()), weight=args.distill_weight)
+    records = run_all(plan_jobs(size, distill=distill is not None), specs, size, data, out / "runs.jsonl", distill)
     analysis = analyse(records, size)
     plot(records, analysis, size, out / f"{NAME}.png")
 
@@ -317,16 +343,48 @@ def main(argv: list[str] | None = None) -> int:
 
     proxy_budget = DEFAULT_BUDGETS[size.budget]
     architectures = [{"index": i, "digest": s.digest(), **{k: int(v) for k, v in static_costs(s).items()},
-                      "runs": {k: records.get(f"{i}:{k}:0") for k in ("proxy", "quarter", "reference")}}
+                      "runs": {k: records[f"{i}:{k}:0"] for k in KINDS if f"{i}:{k}:0" in records}}
                      for i, s in enumerate(specs)]
     payload = {"size": args.size, "space": args.space, "draw_seed": args.seed, "device": size.device,
                "workers": size.workers, "threads_per_worker": worker_threads(size),
                "budgets": {k: budget_for(k, proxy_budget).to_dict() for k in ("proxy", "quarter", "reference")},
                **analysis, "architectures": architectures,
+               **({"distillation": distillation_summary(records, teacher, args, out)} if teacher else {}),
                "compute_seconds": round(sum(r["eval_seconds"] for r in records.values()), 1)}
     write_result(out / f"{NAME}.json", payload)
     print_summary(analysis)
     return 0
+
+
+def train_teacher(config: Path, run: Path, size: Size) -> dict[str, Any]:
+    """The teacher: ``config`` trained by ``nas.train`` (its full recipe at the size's budget) into
+    ``run``; a finished run is reused and an interrupted one resumed.  Returns its final.json."""
+    from nas.train import TrainRequest, train
+
+    final = run / "final.json"
+    if final.is_file():
+        return json.loads(final.read_text())
+    print(f"training the teacher {config} into {run}", flush=True)
+    return train(TrainRequest(config=config, out=run, budget=size.budget, device=size.device,
+                              resume=(run / "checkpoint.pt").is_file()), progress=False)
+
+
+def distillation_summary(records: dict[str, dict], teacher: dict[str, Any], args: argparse.Namespace,
+                         out: Path) -> dict[str, Any]:
+    """The teacher and what its forward passes cost the distilled quarter runs."""
+    from _common import shown_path
+
+    def total(kind: str, key: str) -> float:
+        return round(sum(r.get(key) or 0.0 for r in records.values() if r["kind"] == kind), 2)
+
+    return {"teacher_config": shown_path(Path(args.distill)), "teacher_run": shown_path(out / "teacher"),
+            "weight": args.distill_weight,
+            "teacher": {k: teacher.get(k) for k in ("params", "steps", "val_loss", "fid_proxy", "train_seconds")},
+            "teacher_seconds": total("quarter_distill", "teacher_seconds"),
+            "train_seconds": {"quarter": total("quarter", "train_seconds"),
+                              "quarter_distill": total("quarter_distill", "train_seconds")},
+            "eval_seconds": {"quarter": total("quarter", "eval_seconds"),
+                             "quarter_distill": total("quarter_distill", "eval_seconds")}}
 
 
 def print_summary(analysis: dict[str, Any]) -> None:

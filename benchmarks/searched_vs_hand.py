@@ -63,9 +63,12 @@ class Size:
     # Steps between held-out losses and checkpoints in the full training (None: nas.train's
     # default, a tenth of the run); the quick size checks structure and evaluates once.
     eval_every: int | None = None
+    # Steps of the full training (None: nas.train's default, 8x the budget's); the quick size's
+    # structure check trains 8.
+    train_steps: int | None = None
 
 
-SIZES = {"quick": Size(budget="smoke", trials=3, seeds=2, rounds=2, eval_every=10**6),
+SIZES = {"quick": Size(budget="smoke", trials=3, seeds=2, rounds=2, eval_every=10**6, train_steps=8),
          "cpu": Size(budget="cpu", trials=32, seeds=2, rounds=5)}
 
 _LEVELS = range(3)
@@ -166,7 +169,8 @@ def train_all(out: Path, designs: dict[str, dict[str, Any]], size: Size, seeds: 
             if not (run / "final.json").is_file():
                 print(f"training {name} seed {seed}", flush=True)
                 train(TrainRequest(config=design["path"], out=run, budget=size.budget, seed=seed, device="cpu",
-                                   eval_every=size.eval_every, checkpoint_every=size.eval_every,
+                                   steps=size.train_steps, eval_every=size.eval_every,
+                                   checkpoint_every=size.eval_every,
                                    resume=run.is_dir()), progress=False)
             design["runs"].append(read_json(run / "final.json"))
 
