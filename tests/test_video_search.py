@@ -12,6 +12,7 @@ from PIL import Image
 from evaluators.budget import Budget
 from evaluators.proxy import EvalContext, evaluate
 from nas.errors import ConfigError
+from nas.samplers import make_sampler, sampler_names
 from nas.search.__main__ import main as search_main
 from nas.space import load_space
 from nas.spec import LevelSpec, UNetSpec
@@ -114,3 +115,24 @@ def test_the_frame_strip_puts_one_clip_per_row_and_its_frames_in_order(tmp_path:
             for frame in range(4):
                 value = pixels[2 + frame * 4, 2 + clip * 4]  # the first pixel of each 2x2 tile, 2 px gaps
                 assert abs(value - 0.1 * (4 * clip + frame + 1) * 127.5) <= 1  # 8-bit rounding
+
+
+@pytest.mark.parametrize("name", sampler_names())
+def test_every_sampler_proposes_video_specs_from_the_bundled_space(name: str) -> None:
+    """The samplers see video.yaml's temporal decisions as any others: each proposes legal 8-frame
+    specs and explores the temporal layers (a synthetic objective stands in for training)."""
+    space = load_space("video.yaml")
+    specs: list[UNetSpec] = []
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        spec = space.suggest(trial)
+        specs.append(spec)
+        temporal = sum(lv.temporal != "none" for lv in spec.levels)
+        return float(spec.base_channels * len(spec.levels)), float(temporal)
+
+    study = optuna.create_study(directions=["minimize", "maximize"], sampler=make_sampler(name, seed=0))
+    study.optimize(objective, n_trials=12)
+    assert len(specs) == 12 and {s.frames for s in specs} == {8}
+    assert all(lv.temporal in ("none", "conv1d", "attention") for s in specs for lv in s.levels)
+    assert any(lv.temporal != "none" for s in specs for lv in s.levels)
+    assert len({s.digest() for s in specs}) >= 6  # it explores, rather than repeating one clip network
