@@ -30,6 +30,7 @@ def test_broken_clips_are_what_their_names_say() -> None:
         assert sorted(order.tolist()) == original[0, :, 0, 0].tolist() and not torch.equal(order, original[0, :, 0, 0])
 
 
+@pytest.mark.slow
 def test_quick_run_writes_the_table_and_the_temporal_score_separates(tmp_path: Path) -> None:
     assert main(["--size", "quick", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "temporal_score.json").read_text())

@@ -117,6 +117,7 @@ def test_a_distilled_candidate_moves_toward_its_teacher(teacher_run: Path) -> No
     assert isinstance(load_teacher(budget.distill, device="cpu"), Teacher)
 
 
+@pytest.mark.slow
 def test_a_search_with_a_distilling_budget_records_the_teacher_term(tmp_path: Path, teacher_run: Path) -> None:
     import optuna
 

@@ -82,6 +82,7 @@ def test_a_clip_reference_is_cached_and_reused_by_another_process(tmp_path: Path
     assert from_cache == "True" and float(mu_sum) == pytest.approx(float(first.mu.sum()), rel=1e-12)
 
 
+@pytest.mark.slow  # trains the clip classifier once per session (about 30 s)
 def test_temporal_scores_rank_real_above_shuffled_and_frozen_clips() -> None:
     data = load_video_dataset("moving_mnist", frames=4, image_size=28, clips=200)
     reference = clip_reference(data)  # the embedded clips' classifier, trained once per cache

@@ -50,6 +50,7 @@ def test_video_space_errors_name_the_file_and_key(tmp_path: Path) -> None:
         load_space(frames_key)
 
 
+@pytest.mark.slow  # builds both video references (the clip classifier trains once per session)
 def test_a_video_candidate_trains_samples_and_scores_frame_by_frame(tmp_path: Path) -> None:
     context = EvalContext.load(dataset="moving_mnist", image_size=28, channels=1, frames=4, device="cpu")
     assert context.data.train.shape[1:] == (1, 4, 28, 28)
