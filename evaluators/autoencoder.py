@@ -210,13 +210,9 @@ def reconstruction_scores(autoencoder: TrainedAutoencoder, reference: Any, n: in
     """The floor of a latent search at ``n`` samples: the FID proxy of ``n`` real train images
     after an encode-decode round trip (the same seeded draw as the reference's real-vs-real
     floor), next to that floor itself (:class:`evaluators.fid.FidReference`)."""
-    import numpy as np
-
     from evaluators.fid import score_samples
 
-    pool = reference._train_images
-    idx = np.sort(np.random.default_rng(seed).choice(len(pool), n, replace=n > len(pool)))
-    recon = autoencoder.decode(autoencoder.encode(pool[torch.from_numpy(idx)]))
+    recon = autoencoder.decode(autoencoder.encode(reference.real_sample(n, seed=seed)))
     scores = score_samples(recon, reference, seed=seed)
     return {"reconstruction_fid": float(scores["fid_proxy"]), "fid_floor": float(scores["fid_floor"]),
             "held_out_mse": autoencoder.held_out_mse}

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FeatureNet", "TrainConfig", "accuracy", "build_feature_net", "deterministic", "random_shift",
+__all__ = ["FeatureNet", "TrainConfig", "accuracy", "build_feature_net", "deterministic", "fit", "random_shift",
            "train_classifier"]
 
 
@@ -156,9 +156,23 @@ def train_classifier(
     config = config or TrainConfig()
     device = torch.device(device)
     model = build_feature_net(in_channels=images.shape[1], num_classes=num_classes, seed=seed).to(device)
-    n = len(images)
-    steps_per_epoch = math.ceil(n / config.batch_size)
-    total = max(1, min(config.epochs * steps_per_epoch, config.max_steps))
+
+    def batch_loss(idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        x = random_shift(images[idx], config.max_shift, generator).to(device)
+        return F.cross_entropy(model(x), labels[idx].to(device))
+
+    fit(model, len(images), batch_loss, config=config, seed=seed)
+    return model
+
+
+def fit(model: nn.Module, n: int, batch_loss: Callable[[torch.Tensor, torch.Generator], torch.Tensor], *,
+        config: TrainConfig, seed: int) -> nn.Module:
+    """The feature networks' training loop: AdamW with a one-cycle schedule for
+    ``min(epochs * ceil(n / batch_size), max_steps)`` steps over seeded, reshuffled-per-epoch
+    batches of indices into ``n`` examples; ``batch_loss(indices, generator)`` returns a batch's
+    loss (the generator also drives its augmentation).  Deterministic algorithms throughout;
+    returns ``model`` in eval mode."""
+    total = max(1, min(config.epochs * math.ceil(n / config.batch_size), config.max_steps))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total)
     generator = torch.Generator().manual_seed(seed)  # data order and augmentation, on CPU
@@ -170,9 +184,7 @@ def train_classifier(
             for start in range(0, n, config.batch_size):
                 if step >= total:
                     break
-                idx = order[start : start + config.batch_size]
-                x = random_shift(images[idx], config.max_shift, generator).to(device)
-                loss = F.cross_entropy(model(x), labels[idx].to(device))
+                loss = batch_loss(order[start : start + config.batch_size], generator)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -134,12 +134,15 @@ class FidReference:
         """FD of ``n`` real training images (seeded draw) to the held-out set: the score of a
         generator that reproduces the training distribution, at this sample size."""
         if (n, seed) not in self._floors:
-            pool = len(self._train_images)
-            rng = np.random.default_rng(seed)
-            idx = rng.choice(pool, n, replace=n > pool)  # with replacement only beyond the pool
-            real = self._train_images[torch.from_numpy(np.sort(idx))]
-            self._floors[(n, seed)] = self.distance(self.features(real))
+            self._floors[(n, seed)] = self.distance(self.features(self.real_sample(n, seed=seed)))
         return self._floors[(n, seed)]
+
+    def real_sample(self, n: int, *, seed: int = 0) -> torch.Tensor:
+        """The ``n`` real training images (or clips) the floor scores: a seeded draw, with
+        replacement only beyond the pool."""
+        pool = len(self._train_images)
+        idx = np.random.default_rng(seed).choice(pool, n, replace=n > pool)
+        return self._train_images[torch.from_numpy(np.sort(idx))]
 
 
 @torch.no_grad()

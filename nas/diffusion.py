@@ -276,8 +276,8 @@ class GaussianDiffusion(nn.Module):
         hybrid loss; ``T * E_t[L_t]`` estimates ``L_vlb``): KL to the true posterior for t > 0
         and the discretised Gaussian decoder NLL at t = 0.  With a ``teacher`` (``teacher(self,
         x_t, t)`` -> its prediction as this diffusion's target, :mod:`evaluators.distill`), plus
-        ``teacher_weight`` times the MSE toward it on the same noisy inputs.  ``parts``, when
-        given, receives the terms' values (``target``, and ``distill`` with a teacher).
+        ``teacher_weight`` times the MSE toward it on the same noisy inputs; ``parts``, when given,
+        then receives that term's value as ``distill``.
         """
         if t is None:
             device = generator.device if generator is not None else x0.device
@@ -289,8 +289,6 @@ class GaussianDiffusion(nn.Module):
         x_t = self.q_sample(x0, t, noise)
         pred, var_out = self.split_output(model(x_t, t).float(), x_t)
         loss = ((pred - self.target(x0, noise, t)) ** 2).mean()
-        if parts is not None:
-            parts["target"] = float(loss.detach())
         if teacher is not None:
             distill = ((pred - teacher(self, x_t, t)) ** 2).mean()
             if parts is not None:

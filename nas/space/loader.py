@@ -158,11 +158,11 @@ def _build(raw: dict[str, Any], *, source: str, default_name: str) -> SearchSpac
 
 def _check_teachers(budgets: dict[str, Budget], data: DataConfig) -> None:
     """Each distilling budget's teacher is a trained run for this space's data (evaluators.distill)."""
+    from evaluators.distill import check_teacher
+
     for name, budget in budgets.items():
         if budget.distill is None:
             continue
-        from evaluators.distill import check_teacher
-
         try:
             check_teacher(budget.distill.teacher, image_size=data.image_size, channels=data.channels,
                           frames=data.frames)
