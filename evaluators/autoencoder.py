@@ -13,24 +13,29 @@ count, with AdamW and a one-cycle schedule for a fixed number of steps.  The def
 channels in 76 s, held-out MSE 0.0129, reconstruction FID proxy 43.4 at 256 samples (floor 6.8);
 factor 2 in 52 s, 0.0045 and 12.0 (width 32 and 1,500 steps: 473 s, 0.0013 and 7.4).
 
-Not yet wired into search spaces (issue 18): this module is the trained, cached autoencoder and
-its floor; the latent U-Net's data path, decoding before scoring and export come next.
+A space's ``latent:`` key (:mod:`evaluators.latent`) puts it in front of the U-Nets of a search.
 
 Latents are the encoder's means times ``scale``, the inverse standard deviation of the train
 latents (LDM's scale factor), so a diffusion model sees unit-variance inputs; :meth:`decode`
 divides it out again.  :func:`get_autoencoder` caches the trained weights, the scale and the
 held-out reconstruction error on disk (``$UNET_NAS_CACHE``, atomically and under a file lock,
 like the FID reference), keyed by the data set, factor, channels, seed and recipe.
+:func:`save_autoencoder` writes a trained one as a self-describing safetensors file (weights,
+recipe, scale, pixel shape), which :func:`read_autoencoder` brings back: the file a ``nas.train``
+run directory or an export carries, and what a space's ``latent: {autoencoder: PATH}`` names.
 :func:`reconstruction_scores` gives the floor a latent U-Net cannot beat: the FID proxy of
 reconstructed held-out-sized samples of real images against the held-out images.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -42,12 +47,15 @@ from evaluators.contention import REFERENCE_THREADS, cpu_threads
 from evaluators.data import ImageData
 from evaluators.datasets.base import safe_token
 from nas.errors import ConfigError
+from nas.io import atomic_writer
 
 __all__ = ["AUTOENCODER_CACHE_VERSION", "AutoencoderConfig", "LatentAutoencoder", "TrainedAutoencoder",
-           "get_autoencoder", "reconstruction_scores", "train_autoencoder"]
+           "autoencoder_file_info", "get_autoencoder", "read_autoencoder", "reconstruction_scores",
+           "save_autoencoder", "train_autoencoder"]
 
 AUTOENCODER_CACHE_VERSION = 1  # bump when the network or its training change
 _BATCH = 256
+_FILE_FORMAT = "unet-nas-autoencoder/1"  # the safetensors metadata's "format"
 
 
 @dataclass(frozen=True)
@@ -147,9 +155,11 @@ class TrainedAutoencoder:
     """A trained autoencoder with its latent scale, as a latent search uses it."""
 
     def __init__(self, model: LatentAutoencoder, *, scale: float, held_out_mse: float, train_seconds: float,
-                 from_cache: bool, device: torch.device) -> None:
+                 from_cache: bool, device: torch.device, identity: str, image_channels: int) -> None:
         self.model = model.to(device).eval().requires_grad_(False)
         self.config = model.config
+        self.identity = identity  # names these weights in cache keys (the encoded data's)
+        self.image_channels = image_channels
         self.scale = scale
         self.held_out_mse = held_out_mse
         self.train_seconds = train_seconds
@@ -201,8 +211,61 @@ def get_autoencoder(data: ImageData, *, config: AutoencoderConfig | None = None,
     payload, _path, from_cache = load_or_build(stem, key, build, cache_dir=cache_dir)
     model = LatentAutoencoder(in_channels=data.channels, config=config)
     model.load_state_dict(payload["state_dict"])
+    identity = f"{stem}-{hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]}"
     return TrainedAutoencoder(model, scale=float(payload["scale"]), held_out_mse=float(payload["held_out_mse"]),
-                              train_seconds=float(payload["train_seconds"]), from_cache=from_cache, device=device)
+                              train_seconds=float(payload["train_seconds"]), from_cache=from_cache, device=device,
+                              identity=identity, image_channels=data.channels)
+
+
+# ----- the autoencoder file ---------------------------------------------------------------------
+def save_autoencoder(autoencoder: TrainedAutoencoder, path: str | os.PathLike[str]) -> Path:
+    """Write ``autoencoder`` to ``path`` (safetensors: the weights, and as metadata its recipe,
+    latent scale, pixel channels and held-out MSE), atomically; returns the path."""
+    from safetensors.torch import save
+
+    metadata = {"format": _FILE_FORMAT, "config": json.dumps(asdict(autoencoder.config)),
+                "scale": repr(autoencoder.scale), "held_out_mse": repr(autoencoder.held_out_mse),
+                "train_seconds": repr(autoencoder.train_seconds), "image_channels": str(autoencoder.image_channels),
+                "identity": autoencoder.identity}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in autoencoder.model.state_dict().items()}
+    with atomic_writer(Path(path), binary=True) as handle:
+        handle.write(save(tensors, metadata=metadata))
+    return Path(path)
+
+
+def autoencoder_file_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The metadata of an autoencoder file (``config`` as an :class:`AutoencoderConfig`), without
+    reading its weights; a missing or foreign file is a :class:`ConfigError` naming it."""
+    from safetensors import safe_open
+
+    if not Path(path).is_file():
+        raise ConfigError(f"no autoencoder file at {str(path)!r}: expected 'kl' (trained here and cached) or the "
+                          "path of an autoencoder.safetensors file (a nas.train run of a latent space writes one)",
+                          key="latent.autoencoder")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception as err:  # noqa: BLE001 - a truncated or foreign file
+        raise ConfigError(f"{str(path)!r} is not a safetensors file ({type(err).__name__})",
+                          key="latent.autoencoder") from None
+    if metadata.get("format") != _FILE_FORMAT:
+        raise ConfigError(f"{str(path)!r} is not an autoencoder file of this tool (metadata format "
+                          f"{metadata.get('format')!r}, expected {_FILE_FORMAT!r})", key="latent.autoencoder")
+    return {"config": AutoencoderConfig(**json.loads(metadata["config"])), "scale": float(metadata["scale"]),
+            "held_out_mse": float(metadata["held_out_mse"]), "train_seconds": float(metadata["train_seconds"]),
+            "image_channels": int(metadata["image_channels"]), "identity": metadata["identity"]}
+
+
+def read_autoencoder(path: str | os.PathLike[str], *, device: torch.device | str = "cpu") -> TrainedAutoencoder:
+    """The autoencoder :func:`save_autoencoder` wrote to ``path``."""
+    from safetensors.torch import load_file
+
+    info = autoencoder_file_info(path)
+    model = LatentAutoencoder(in_channels=info["image_channels"], config=info["config"])
+    model.load_state_dict(load_file(str(path)))
+    return TrainedAutoencoder(model, scale=info["scale"], held_out_mse=info["held_out_mse"],
+                              train_seconds=info["train_seconds"], from_cache=True, device=torch.device(device),
+                              identity=info["identity"], image_channels=info["image_channels"])
 
 
 def reconstruction_scores(autoencoder: TrainedAutoencoder, reference: Any, n: int, *,

@@ -46,8 +46,9 @@ def teacher_yaml(teacher: str | Path) -> Path:
     return candidate
 
 
-def check_teacher(teacher: str, *, image_size: int, channels: int, frames: int = 1) -> UNetSpec:
-    """The teacher's spec, after checking that it is a trained run for data of this shape."""
+def check_teacher(teacher: str, *, image_size: int, channels: int, frames: int = 1, latent: bool = False) -> UNetSpec:
+    """The teacher's spec, after checking that it is a trained run for data of this shape (the
+    latents' shape in a latent space, whose teacher must model latents too)."""
     from nas.model_io import read_model_yaml
 
     path = teacher_yaml(teacher)
@@ -64,6 +65,10 @@ def check_teacher(teacher: str, *, image_size: int, channels: int, frames: int =
 
         theirs, ours = shape(spec.in_channels, spec.frames, spec.image_size), shape(channels, frames, image_size)
         raise ConfigError(f"the teacher at {str(teacher)!r} models {theirs} data; the space's data are {ours}",
+                          key="distill.teacher")
+    if (data.get("latent") is not None) != latent:
+        what = "an autoencoder's latents" if latent else "pixels"
+        raise ConfigError(f"the teacher at {str(teacher)!r} does not model {what} as the space's U-Nets do",
                           key="distill.teacher")
     return spec
 

@@ -35,7 +35,8 @@ import torch
 
 from evaluators.budget import Budget
 from evaluators.contention import compute_clock, timing_threads
-from evaluators.device import Precision, empty_cache, pick_device, synchronize
+from evaluators.device import empty_cache, synchronize
+from evaluators.eval_context import EvalContext
 from evaluators.heldout import NOISE_SEED, HeldOutProbe
 from evaluators.throughput import timing_figures
 from evaluators.training import RungHook, TrainOutcome, TrainState, is_oom, train
@@ -48,67 +49,6 @@ __all__ = ["STATUSES", "EvalContext", "EvalResult", "evaluate", "sample_and_scor
 
 STATUSES = ("ok", "pruned", "diverged", "oom", "timeout", "invalid", "error")
 SAMPLE_NOISE_SEED = NOISE_SEED + 1  # the FID proxy's initial noise: fixed for every candidate
-
-
-@dataclass
-class EvalContext:
-    """What every candidate of a study shares: data, FID reference, device and precision.
-
-    Build it once per process with :meth:`load` (about a second with a cached reference) and
-    pass it to every :func:`evaluate` call.
-    """
-
-    data: Any  # evaluators.data.ImageData, or evaluators.video_data.VideoData for a video search
-    reference: Any  # evaluators.fid.FidReference, or None to skip the FID proxy
-    device: torch.device
-    # The temporal score's clip reference (evaluators.video_fid.clip_reference) of a video search.
-    clip_reference: Any = None
-    precision: Precision = field(default_factory=Precision)
-    setup_seconds: float = 0.0
-    # Values that depend on the budget but not on the candidate, computed once (evaluators.no_skill).
-    memo: dict[Any, Any] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def load(cls, *, dataset: str = "mnist", image_size: int, channels: int, frames: int = 1,
-             device: str | torch.device = "auto", seed: int = 0, fid: bool = True,
-             cache_dir: str | Path | None = None) -> EvalContext:
-        """Load the dataset (clips of ``frames`` frames when more than one) and (when ``fid``)
-        the cached FID reference for it (per frame for clips, plus the temporal score's clip
-        reference: :mod:`evaluators.video_fid`)."""
-        started = time.perf_counter()
-        dev = pick_device(device)
-        reference = clip_ref = None
-        if frames > 1:
-            from evaluators.video_data import load_video_dataset
-
-            data = load_video_dataset(dataset, frames=frames, image_size=image_size, channels=channels, seed=seed)
-            if fid:
-                from evaluators.video_fid import clip_reference, frame_reference
-
-                reference = frame_reference(data, seed=seed, cache_dir=cache_dir, device=dev)
-                clip_ref = clip_reference(data, seed=seed, cache_dir=cache_dir, device=dev)
-        else:
-            from evaluators.data import load_dataset
-
-            data = load_dataset(dataset, image_size=image_size, channels=channels, seed=seed)
-            if fid:
-                from evaluators.fid import get_reference
-
-                reference = get_reference(data, seed=seed, cache_dir=cache_dir, device=dev)
-        return cls(data=data, reference=reference, device=dev, clip_reference=clip_ref,
-                   precision=Precision.for_device(dev), setup_seconds=time.perf_counter() - started)
-
-    def prepare(self, budget: Budget) -> None:
-        """Compute what depends on the budget but not on the candidate (the FID proxy's
-        real-vs-real floor at ``budget.fid_samples``, and the temporal score's), once; its time
-        counts as setup."""
-        if self.reference is None or budget.fid_samples < 2:
-            return
-        started = time.perf_counter()
-        for reference in (self.reference, self.clip_reference):
-            if reference is not None:
-                reference.floor(budget.fid_samples, seed=0)  # cached by the reference
-        self.setup_seconds += time.perf_counter() - started
 
 
 @dataclass
@@ -126,12 +66,15 @@ class EvalResult:
     fvd_proxy: float | None = None  # video searches only
     fvd_floor: float | None = None
     feature_kind: str | None = None
+    reconstruction_fid: float | None = None  # latent searches only: the autoencoder's floor
     throughput: float | None = None
     throughput_spread: list[float] = field(default_factory=list)
+    throughput_with_decode: float | None = None  # latent searches: one U-Net evaluation plus one decode
     latency_ms: float | None = None
     sample_seconds: float | None = None  # one image's full N-step sample, at the timing batch
     params: int | None = None
     macs: int | None = None
+    macs_with_decode: int | None = None
     peak_mem_mb: float | None = None
     steps: int = 0
     batch_size: int = 0
@@ -154,9 +97,9 @@ class EvalResult:
     spec_digest: str = ""
     budget: dict[str, Any] = field(default_factory=dict)
 
-    TIMING_FIELDS = ("throughput", "throughput_spread", "latency_ms", "sample_seconds", "peak_mem_mb",
-                     "train_seconds", "sampling_seconds", "scoring_seconds", "timing_seconds", "eval_seconds",
-                     "overhead_seconds", "overhead_fraction", "setup_seconds")
+    TIMING_FIELDS = ("throughput", "throughput_spread", "throughput_with_decode", "latency_ms", "sample_seconds",
+                     "peak_mem_mb", "train_seconds", "sampling_seconds", "scoring_seconds", "timing_seconds",
+                     "eval_seconds", "overhead_seconds", "overhead_fraction", "setup_seconds")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable data (NaN and inf become None)."""
@@ -232,6 +175,10 @@ def _run(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int, run
     diffusion = GaussianDiffusion.from_spec(spec).to(device)
     t0 = time.perf_counter()
     result.macs = count_macs(spec)  # cached when the search's gate counted it already
+    if context.latent is not None:
+        from evaluators.latent import macs_with_decode
+
+        result.macs_with_decode = macs_with_decode(result.macs, context.latent.config)
     result.timing_seconds += time.perf_counter() - t0
     # The cap counts the evaluation's own compute, so a busy machine alone does not time it out.
     clock = compute_clock(device)
@@ -252,7 +199,7 @@ def _run(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int, run
         model = precision.prepare_model(model.to(device))
         try:
             if measure and attempt == 0:
-                _measure(model, spec, budget, device, result)
+                _measure(model, spec, budget, context, result)
             forward_model = torch.compile(model) if compile_model else model
             state = TrainState.create(model, budget=budget, seed=seed)
             if forward_model is not model:
@@ -304,15 +251,21 @@ def _record_training(outcome: TrainOutcome, result: EvalResult, batch_size: int)
     result.scoring_seconds += outcome.rung_seconds  # the rungs' held-out losses: the scheduler's scoring
 
 
-def _measure(model: torch.nn.Module, spec: UNetSpec, budget: Budget, device: torch.device,
+def _measure(model: torch.nn.Module, spec: UNetSpec, budget: Budget, context: EvalContext,
              result: EvalResult) -> None:
+    device = context.device
     t0 = time.perf_counter()
-    figures = timing_figures(model, input_shape=spec.sample_shape,
-                             batch_size=budget.throughput_batch, sample_steps=budget.sample_steps, device=device,
-                             dtype=result.dtype, num_threads=timing_threads(device),
-                             min_repeat_s=budget.timing_repeat_s)
-    for key in ("throughput", "throughput_spread", "latency_ms", "peak_mem_mb", "sample_seconds"):
-        setattr(result, key, figures[key])
+    timing = {"batch_size": budget.throughput_batch, "device": device, "dtype": result.dtype,
+              "num_threads": timing_threads(device), "min_repeat_s": budget.timing_repeat_s}
+    figures = timing_figures(model, input_shape=spec.sample_shape, sample_steps=budget.sample_steps, **timing)
+    if context.latent is not None:
+        from evaluators.latent import throughput_with_decode
+
+        figures["throughput_with_decode"] = throughput_with_decode(figures["throughput"], context.latent.config,
+                                                                   **timing)
+    for key in ("throughput", "throughput_spread", "throughput_with_decode", "latency_ms", "peak_mem_mb",
+                "sample_seconds"):
+        setattr(result, key, figures.get(key))
     result.timing_seconds += time.perf_counter() - t0
 
 
@@ -329,13 +282,16 @@ def sample_and_score(spec: UNetSpec, *, budget: Budget, context: EvalContext, di
     noise = torch.randn((budget.fid_samples, *spec.sample_shape), generator=gen)
     chunks = []
     chunk = max(budget.batch_size, 64)
+    pixels = context.latent is None  # latents are unbounded: neither x0 estimates nor samples are clipped
     with context.precision.autocast(device):
         for start in range(0, len(noise), chunk):
-            x = diffusion.ddim_sample(model, noise[start:start + chunk].to(device), steps=budget.sample_steps)
-            chunks.append(x.float().clamp(-1, 1).cpu())
-    samples = torch.cat(chunks)
+            x = diffusion.ddim_sample(model, noise[start:start + chunk].to(device), steps=budget.sample_steps,
+                                      clip=pixels)
+            chunks.append((x.float().clamp(-1, 1) if pixels else x.float()).cpu())
+    samples = context.to_pixels(torch.cat(chunks))  # a latent search scores decoded images
     synchronize(device)
     result.sampling_seconds = time.perf_counter() - t0
+    result.reconstruction_fid = context.reconstruction_fid(budget.fid_samples)
     t0 = time.perf_counter()
     scores = score_samples(samples, context.reference, seed=0)
     result.scoring_seconds += time.perf_counter() - t0

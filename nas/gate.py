@@ -33,9 +33,10 @@ from nas.front import constraints_met
 from nas.spec import UNetSpec
 
 if TYPE_CHECKING:
+    from evaluators.latent import LatentConfig
     from nas.space import SearchSpace
 
-__all__ = ["Gate", "GateResult", "ThroughputTiming", "run_gate", "static_costs"]
+__all__ = ["Gate", "GateResult", "LatentStaticCosts", "ThroughputTiming", "run_gate", "static_costs"]
 
 # Both return figures by metric name (nas.metrics); the gate merges them.
 CostFn = Callable[[UNetSpec], dict[str, Any]]
@@ -65,6 +66,19 @@ def static_costs(spec: UNetSpec) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class LatentStaticCosts:
+    """:func:`static_costs` of a latent space's U-Net, plus ``macs_with_decode`` (:mod:`evaluators.latent`)."""
+
+    latent: LatentConfig
+
+    def __call__(self, spec: UNetSpec) -> dict[str, Any]:
+        from evaluators.latent import macs_with_decode
+
+        costs = static_costs(spec)
+        return {**costs, "macs_with_decode": macs_with_decode(costs["macs"], self.latent)}
+
+
+@dataclass(frozen=True)
 class ThroughputTiming:
     """Times a freshly built network as the ``throughput`` metric defines (after warm-up, the
     median of 3 to 15 synchronised repeats, more until they agree, at most about 3 s; contended
@@ -74,6 +88,7 @@ class ThroughputTiming:
     budget: Budget
     device: torch.device
     precision: Precision
+    latent: LatentConfig | None = None  # a latent space's: throughput_with_decode too
 
     def __call__(self, spec: UNetSpec) -> dict[str, Any]:
         """The measured figures of ``spec``, and the seconds the measurement took."""
@@ -81,10 +96,14 @@ class ThroughputTiming:
 
         model = build_unet(spec)
         started = time.perf_counter()
-        figures = timing_figures(model, input_shape=spec.sample_shape,
-                                 batch_size=self.budget.throughput_batch, sample_steps=self.budget.sample_steps,
-                                 device=self.device, dtype=self.precision.dtype_name,
-                                 num_threads=timing_threads(self.device), min_repeat_s=self.budget.timing_repeat_s)
+        timing = {"batch_size": self.budget.throughput_batch, "device": self.device,
+                  "dtype": self.precision.dtype_name, "num_threads": timing_threads(self.device),
+                  "min_repeat_s": self.budget.timing_repeat_s}
+        figures = timing_figures(model, input_shape=spec.sample_shape, sample_steps=self.budget.sample_steps, **timing)
+        if self.latent is not None:
+            from evaluators.latent import throughput_with_decode
+
+            figures["throughput_with_decode"] = throughput_with_decode(figures["throughput"], self.latent, **timing)
         if spec.is_video:  # throughput counts clips; frames per second is the figure video work quotes
             figures["frames_per_second"] = figures["throughput"] * spec.frames
         # The throughput objective's measurement: candidate compute, not search overhead.
@@ -111,7 +130,9 @@ class Gate:
     @classmethod
     def timed(cls, space: SearchSpace, *, budget: Budget, device: torch.device, precision: Precision) -> Gate:
         """The search's gate: meta-device static costs and a live throughput measurement."""
-        return cls(space=space, timing=ThroughputTiming(budget=budget, device=device, precision=precision))
+        latent = space.data.latent
+        timing = ThroughputTiming(budget=budget, device=device, precision=precision, latent=latent)
+        return cls(space=space, timing=timing, static=LatentStaticCosts(latent) if latent is not None else static_costs)
 
     @property
     def time_always(self) -> bool:

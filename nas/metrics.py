@@ -42,6 +42,7 @@ class Metric:
     per_trial: bool = True  # copied into every trial's user attributes
     in_report: bool = False  # a column of trials.csv / pareto.csv
     video_only: bool = False  # measured for clips only (data.frames > 1); an image report leaves it out
+    latent_only: bool = False  # measured in latent spaces only (a space's latent:); other reports leave it out
 
 
 _ALL = (
@@ -59,9 +60,14 @@ _ALL = (
            "minimize", objective=True, in_report=True, video_only=True),
     Metric("fvd_floor", "FD", "the same distance for real training clips at the same count", in_report=True,
            video_only=True),
+    Metric("reconstruction_fid", "FD", "a latent search's floor: the fid_proxy of real training images after the "
+           "autoencoder's encode-decode round trip, at the same sample count", in_report=True, latent_only=True),
     Metric("throughput", "images/s", "images (for a video space: clips) per second of one denoiser evaluation at "
            "the budget's timing batch",
            "maximize", objective=True, source="gate", in_report=True),
+    Metric("throughput_with_decode", "images/s", "a latent search's throughput of one denoiser evaluation plus one "
+           "decode of its latent per image (the decoder timed once, as the candidates are)", "maximize",
+           objective=True, source="gate", in_report=True, latent_only=True),
     Metric("latency_ms", "ms", "one denoiser evaluation at batch 1", "minimize", objective=True, source="gate",
            in_report=True),
     Metric("sample_seconds", "s/image", "a full N-step sample per image (N denoiser evaluations)", "minimize",
@@ -70,6 +76,8 @@ _ALL = (
     Metric("macs", "MACs/image", "multiply-accumulates of one denoiser evaluation of an image (a clip, for a video "
            "space; torch.utils.flop_counter)",
            "minimize", objective=True, source="gate", in_report=True),
+    Metric("macs_with_decode", "MACs/image", "a latent search's macs plus one decode of the latent to pixels",
+           "minimize", objective=True, source="gate", in_report=True, latent_only=True),
     Metric("peak_mem_mb", "MiB", "peak CUDA memory of the timing runs (none on the CPU)", "minimize", objective=True,
            source="gate"),
     Metric("steps", "steps", "optimiser steps trained", in_report=True),

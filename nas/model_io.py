@@ -33,7 +33,7 @@ from nas.spec import LevelSpec, UNetSpec
 if TYPE_CHECKING:
     from evaluators.training import TrainState
 
-__all__ = ["CHECKPOINT_VERSION", "field_docs", "load_checkpoint", "load_model", "read_model_yaml",
+__all__ = ["CHECKPOINT_VERSION", "field_docs", "latent_section", "load_checkpoint", "load_model", "read_model_yaml",
            "restore_train_state", "save_checkpoint", "spec_yaml_lines", "write_model_yaml"]
 
 CHECKPOINT_VERSION = 1
@@ -194,7 +194,9 @@ def load_model(path: str | Path) -> nn.Module:
     """A plain ``torch.nn.Module`` (eval mode, CPU) from a model YAML file.
 
     Without ``checkpoint:`` the network is freshly initialised; with it, the checkpoint's EMA
-    weights (the weights every metric was computed with) are loaded.
+    weights (the weights every metric was computed with) are loaded.  A latent model's file
+    (``latent:``, as exports and ``nas.train`` runs of a latent space write it) gives an
+    :class:`evaluators.latent.LatentUNet`: the U-Net with its trained autoencoder.
     """
     from nas.unet import build_unet
 
@@ -210,4 +212,40 @@ def load_model(path: str | Path) -> nn.Module:
             raise ConfigError(f"checkpoint {checkpoint} was trained for a different spec",
                               key="checkpoint", source=str(path))
         model.load_state_dict(payload["ema"])
+    if data.get("latent") is not None:
+        return _with_autoencoder(model, data["latent"], path).eval()
     return model.eval()
+
+
+def latent_section(data: dict[str, Any], path: Path) -> Any:
+    """The :class:`evaluators.latent.LatentConfig` of a model file's ``latent:`` section, its
+    ``autoencoder`` file resolved against the model file's folder (None without the section)."""
+    from evaluators.latent import BUILT_IN, LatentConfig
+
+    raw = data.get("latent")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("autoencoder"), str):
+        raise ConfigError(f"expected a mapping with 'autoencoder: FILE', got {raw!r}", key="latent", source=str(path))
+    if raw["autoencoder"] == BUILT_IN:
+        raise ConfigError("a model file names its autoencoder's file (nas.export and nas.train write one beside "
+                          "it), not 'kl'", key="latent.autoencoder", source=str(path))
+    try:
+        latent = LatentConfig.from_dict({**raw, "autoencoder": str(path.parent / raw["autoencoder"])})
+    except (TypeError, ConfigError) as err:
+        raise ConfigError(f"not a latent section: {err}", key="latent", source=str(path)) from None
+    from evaluators.autoencoder import autoencoder_file_info
+
+    try:
+        autoencoder_file_info(latent.autoencoder)
+    except ConfigError as err:
+        raise ConfigError(err.message, key="latent.autoencoder", source=str(path)) from None
+    return latent
+
+
+def _with_autoencoder(unet: nn.Module, raw: dict[str, Any], path: Path) -> nn.Module:
+    from evaluators.autoencoder import read_autoencoder
+    from evaluators.latent import LatentUNet
+
+    latent = latent_section({"latent": raw}, path)
+    return LatentUNet(unet, read_autoencoder(latent.autoencoder), latent)

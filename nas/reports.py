@@ -33,7 +33,8 @@ def _row(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
     for i, name in enumerate(names):
         row[name] = trial.values[i] if trial.values else None
     for key in (*REPORT_METRICS, *_TRIAL_COLUMNS):
-        if key not in row and (key in attrs or not (key in METRICS and METRICS[key].video_only)):
+        special = key in METRICS and (METRICS[key].video_only or METRICS[key].latent_only)
+        if key not in row and (key in attrs or not special):
             row[key] = attrs.get(key)
     row.update(dict(trial.params.items()))
     return row

@@ -50,7 +50,7 @@ def worker_loop(context: RunContext, job: SearchJob, worker: int = 0, *, workers
     study = context.open_study(job.sampler, worker=worker)
     data = context.space.data
     eval_context = EvalContext.load(dataset=data.dataset, image_size=data.image_size, channels=data.channels,
-                                    frames=data.frames, device=context.device, seed=0)
+                                    frames=data.frames, device=context.device, seed=0, latent=data.latent)
     runner = TrialRunner.for_search(context, study, eval_context=eval_context,
                                     rule=make_rule(job.stopping, eta=context.budget.eta))
     done = 0

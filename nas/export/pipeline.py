@@ -54,6 +54,8 @@ def export_run_to_diffusers(run: str | Path, out: str | Path) -> ExportResult:
         raise ConfigError("has no checkpoint: (an untrained network); train it with python -m nas.train "
                           "and export the run directory", key="checkpoint", source=str(source))
     reasons = diffusers_weight_blockers(spec)
+    if data.get("latent") is not None:
+        reasons = ["it models an autoencoder's latents (latent:), which a DDPMPipeline has no place for", *reasons]
     if reasons:
         raise ConfigError("the network cannot be exported to a diffusers UNet2DModel: " + "; ".join(reasons)
                           + f" (every point of {DIFFUSERS_SPACE} exports)", key="--format diffusers",

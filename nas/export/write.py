@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
+    from evaluators.latent import LatentConfig
+    from nas.space import SearchSpace
+
 __all__ = ["FORMATS", "ExportResult", "export_trial"]
 
 FORMATS = ("yaml", "diffusers")
@@ -38,20 +41,38 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _space_sections(source: str | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The space's ``data`` and ``budgets`` when its file still loads (else None, None)."""
+def _load_space(source: str | None) -> SearchSpace | None:
+    """The study's space when its file still loads."""
     if not source:
-        return None, None
+        return None
     from nas.space import load_space
 
     try:
-        space = load_space(source, check_constraints=False)
+        return load_space(source, check_constraints=False)
     except ConfigError:
+        return None
+
+
+def _space_sections(space: SearchSpace | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The space's ``data`` and ``budgets`` (None, None without a space)."""
+    if space is None:
         return None, None
     data = {"dataset": space.data.dataset, "image_size": space.data.image_size, "channels": space.data.channels}
     if space.data.frames > 1:
         data["frames"] = space.data.frames
     return data, {name: budget.to_dict() for name, budget in space.budgets.items()}
+
+
+def _write_autoencoder(space: SearchSpace, latent: LatentConfig, out: Path) -> dict[str, Any]:
+    """A latent space's autoencoder (from the search's cache) saved beside the export ``out``;
+    returns the export's ``latent:`` section, which names that file relative to the export."""
+    from evaluators.autoencoder import save_autoencoder
+    from evaluators.data import load_dataset
+    from evaluators.latent import load_autoencoder
+
+    pixels = load_dataset(space.data.dataset, image_size=space.data.image_size, channels=space.data.channels, seed=0)
+    path = save_autoencoder(load_autoencoder(latent, pixels), out.with_name(f"{out.stem}.autoencoder.safetensors"))
+    return {**latent.to_dict(), "autoencoder": path.name}
 
 
 def check_writable(out: Path, *, directory: bool) -> None:
@@ -79,7 +100,8 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, *, storage_url: str, o
     metrics["status"] = attrs.get("status")
     metrics.update({n: v for n, v in zip(names, trial.values or [], strict=False) if n not in metrics})
     source = study.user_attrs.get("space_source")
-    data, budgets = _space_sections(source)
+    space = _load_space(source)
+    data, budgets = _space_sections(space)
     provenance = {
         "space": study.user_attrs.get("space"),
         "space_source": source,
@@ -100,8 +122,17 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, *, storage_url: str, o
               "Load it: nas.load_model(PATH) -> torch.nn.Module; train it: python -m nas.train --config PATH")
     sections = {"metrics": metrics, "provenance": provenance, "data": data, "budgets": budgets}
     out = Path(out)
+    latent = space.data.latent if space is not None else None
+    if latent is not None and fmt != "yaml":
+        raise ConfigError("a latent space's U-Net models an autoencoder's latents, which a diffusers UNet2DModel "
+                          "config cannot say; export it as yaml (it carries the autoencoder)", key="--format")
     if fmt == "yaml":
         check_writable(out, directory=False)
+        if latent is not None:  # the U-Net with the autoencoder it needs, beside it
+            sections["latent"] = _write_autoencoder(space, latent, out)
+            header += "; nas.load_model returns it with its autoencoder (encode/decode)"
+            paths = [write_model_yaml(out, spec, header=header, sections=sections)]
+            return ExportResult(paths=[*paths, out.with_name(sections["latent"]["autoencoder"])])
         return ExportResult(paths=[write_model_yaml(out, spec, header=header, sections=sections)])
     from nas.diffusers_config import DIFFUSERS_SPACE, diffusers_notes, scheduler_config, unet2d_config
     from nas.io import atomic_write

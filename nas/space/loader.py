@@ -6,6 +6,7 @@ Top-level keys::
     extends: other.yaml         # optional: inherit a space and override keys
     description: ...
     data: {dataset: mnist, image_size: 28, channels: 1}   # frames: 8 makes it video (clips)
+    latent: {autoencoder: kl, factor: 2, channels: 4}      # optional: U-Nets over latents (evaluators.latent)
     objectives: [{metric: val_loss, direction: minimize}, ...]
     constraints: {max_params: 2.0e6}
     budgets: {smoke: {...}, cpu: {...}, gpu: {...}}   # merged over the built-in defaults
@@ -22,6 +23,7 @@ Spec fields not named in ``space`` keep `UNetSpec` defaults; ``decoder_blocks`` 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -46,7 +48,7 @@ from nas.spec import LEVEL_FIELDS, LevelSpec, UNetSpec, check_field
 __all__ = ["BUNDLED_DIR", "load_space", "resolve_space_path"]
 
 BUNDLED_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
-TOP_KEYS = ("name", "extends", "description", "data", "objectives", "constraints", "budgets", "space")
+TOP_KEYS = ("name", "extends", "description", "data", "latent", "objectives", "constraints", "budgets", "space")
 # Spec fields that come from `data:` rather than from `space:`.
 DATA_FIELDS = ("image_size", "in_channels", "frames")
 GLOBAL_KEYS = tuple(k for k in UNetSpec.__dataclass_fields__ if k not in DATA_FIELDS)
@@ -139,8 +141,8 @@ def _build(raw: dict[str, Any], *, source: str, default_name: str) -> SearchSpac
     name = raw.get("name", default_name)
     if not isinstance(name, str) or not name:
         raise ConfigError(f"expected a non-empty string, got {name!r}", key="name")
-    data = _parse_data(raw.get("data", {}))
-    objectives = _parse_objectives(raw.get("objectives"), frames=data.frames)
+    data = _parse_data(raw.get("data", {}), latent=raw.get("latent"))
+    objectives = _parse_objectives(raw.get("objectives"), frames=data.frames, latent=data.latent is not None)
     constraints = _parse_constraints(raw.get("constraints", {}))
     budgets = parse_budgets(raw.get("budgets", {}))
     _check_teachers(budgets, data)
@@ -164,16 +166,16 @@ def _check_teachers(budgets: dict[str, Budget], data: DataConfig) -> None:
         if budget.distill is None:
             continue
         try:
-            check_teacher(budget.distill.teacher, image_size=data.image_size, channels=data.channels,
-                          frames=data.frames)
+            check_teacher(budget.distill.teacher, image_size=data.model_image_size, channels=data.model_channels,
+                          frames=data.frames, latent=data.latent is not None)
         except ConfigError as err:
             raise ConfigError(err.message, key=f"budgets.{name}.{err.key}") from None
 
 
-def _parse_data(raw: Any) -> DataConfig:
+def _parse_data(raw: Any, *, latent: Any = None) -> DataConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"expected a mapping, got {raw!r}", key="data")
-    valid = list(DataConfig.__dataclass_fields__)
+    valid = [k for k in DataConfig.__dataclass_fields__ if k != "latent"]  # latent: is a top-level key
     for key in raw:
         if key not in valid:
             raise ConfigError(f"unknown key{close_match_hint(key, valid)}; valid keys are {valid}", key=f"data.{key}")
@@ -185,10 +187,18 @@ def _parse_data(raw: Any) -> DataConfig:
             check_field(field_name, getattr(data, key))  # the spec's own rule for the field it becomes
         except ConfigError as err:
             raise ConfigError(err.message, key=f"data.{key}") from None
+    if latent is not None:
+        from evaluators.latent import LatentConfig
+
+        if data.frames > 1:
+            raise ConfigError("latent video spaces are not supported; leave out latent: or set data.frames 1",
+                              key="latent")
+        data = dataclasses.replace(data, latent=LatentConfig.parse(latent, image_size=data.image_size,
+                                                                   image_channels=data.channels))
     return data
 
 
-def _parse_objectives(raw: Any, *, frames: int = 1) -> tuple[Objective, ...]:
+def _parse_objectives(raw: Any, *, frames: int = 1, latent: bool = False) -> tuple[Objective, ...]:
     valid = objective_metrics()  # metric -> natural direction, from the registry
     if raw is None:
         raw = [{"metric": m, "direction": valid[m]} for m in DEFAULT_OBJECTIVES]
@@ -205,6 +215,9 @@ def _parse_objectives(raw: Any, *, frames: int = 1) -> tuple[Objective, ...]:
                               f"valid metrics are {list(valid)}", key=f"{key}.metric")
         if METRICS[metric].video_only and frames == 1:
             raise ConfigError(f"{metric!r} is measured for clips only; a video space sets data.frames > 1",
+                              key=f"{key}.metric")
+        if METRICS[metric].latent_only and not latent:
+            raise ConfigError(f"{metric!r} is measured in latent spaces only; such a space sets latent:",
                               key=f"{key}.metric")
         direction = item.get("direction", valid[metric])
         if direction not in ("minimize", "maximize"):

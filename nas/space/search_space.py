@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import optuna
 
     from evaluators.budget import Budget
+    from evaluators.latent import LatentConfig
 
 __all__ = ["CONSTRAINT_KEYS", "DataConfig", "Objective", "SearchSpace"]
 
@@ -51,6 +52,18 @@ class DataConfig:
     image_size: int = 28
     channels: int = 1
     frames: int = 1  # > 1: clips of this many frames (evaluators.video_data), a video U-Net
+    # The space's top-level latent: key: U-Nets over an autoencoder's latents (evaluators.latent).
+    latent: LatentConfig | None = None
+
+    @property
+    def model_image_size(self) -> int:
+        """Height and width of what the U-Nets model: the images, or their latents."""
+        return self.latent.latent_size if self.latent is not None else self.image_size
+
+    @property
+    def model_channels(self) -> int:
+        """Channels of what the U-Nets model: the images', or the latents'."""
+        return self.latent.channels if self.latent is not None else self.channels
 
 
 @dataclass(frozen=True)
@@ -241,8 +254,8 @@ class _Resolution:
         n = self.globals["levels"]
         levels = tuple(LevelSpec(**lv) for lv in self.levels[:n])
         fields = {k: v for k, v in self.globals.items() if k != "levels"}
-        return UNetSpec(levels=levels, image_size=self.space.data.image_size,
-                        in_channels=self.space.data.channels, frames=self.space.data.frames, **fields)
+        return UNetSpec(levels=levels, image_size=self.space.data.model_image_size,
+                        in_channels=self.space.data.model_channels, frames=self.space.data.frames, **fields)
 
 
 def inactive_value(key: str, decision: Decision) -> Any:

@@ -86,6 +86,8 @@ def format_summary(summary: SpaceSummary) -> str:
         lines.append(f"  {summary.description}")
     clips = f", clips of {data.frames} frames" if data.frames > 1 else ""
     lines.append(f"data: {data.dataset}, {data.image_size}x{data.image_size}, {data.channels} channel(s){clips}")
+    if data.latent is not None:
+        lines.append(f"latent: {data.latent.describe()}")
     lines.append("objectives: " + ", ".join(f"{o.metric} ({o.direction})" for o in summary.objectives))
     if summary.constraints:
         lines.append("constraints: " + ", ".join(f"{k} {v:g}" for k, v in summary.constraints.items()))

@@ -196,9 +196,12 @@ def check_combinations(space: SearchSpace) -> None:
     """Impossible combinations, checked over every value each key can take."""
     g, lv = space.global_decisions, space.level_decisions
     factor = 2 ** (space.max_levels - 1)
-    if space.data.image_size % factor:
-        raise ConfigError(f"image size {space.data.image_size} (data.image_size) is not divisible by "
-                          f"2^(levels-1) = {factor} for {space.max_levels} levels", key="space.levels")
+    size = space.data.model_image_size
+    if size % factor:
+        what = (f"latent size {size} (data.image_size / latent.factor)" if space.data.latent is not None
+                else f"image size {size} (data.image_size)")
+        raise ConfigError(f"{what} is not divisible by 2^(levels-1) = {factor} for {space.max_levels} levels",
+                          key="space.levels")
     if space.data.frames == 1:
         for i, decision in enumerate(lv["temporal"]):
             if any(v != "none" for v in _possible(decision, "temporal")):

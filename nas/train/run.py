@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from nas.errors import ConfigError
 from nas.io import write_json
-from nas.train.settings import CHECKPOINT, SETTINGS, RunSettings
+from nas.train.settings import AUTOENCODER, CHECKPOINT, SETTINGS, RunSettings
 
 if TYPE_CHECKING:
     from evaluators.training import TrainState
@@ -53,6 +53,7 @@ def run_training(settings: RunSettings, out: str | Path, *, device: str = "auto"
 
     from evaluators.budget import Budget
     from evaluators.heldout import HeldOutProbe
+    from evaluators.latent import LatentConfig
     from evaluators.proxy import EvalContext, EvalResult, sample_and_score
     from evaluators.training import TrainState, is_oom, train
     from nas.diffusion import GaussianDiffusion
@@ -65,15 +66,18 @@ def run_training(settings: RunSettings, out: str | Path, *, device: str = "auto"
     spec = UNetSpec.from_dict(settings.spec, source=settings.config)
     budget = dataclasses.replace(Budget(**settings.budget),
                                  steps=settings.steps, batch_size=settings.batch_size)
-    context = EvalContext.load(dataset=settings.dataset, image_size=spec.image_size, channels=spec.in_channels,
-                               frames=spec.frames, device=device, seed=0, fid=budget.fid_samples > 0)
+    latent = LatentConfig.from_dict(settings.latent) if settings.latent else None
+    # A latent model's data are its autoencoder's pixels (encoded by EvalContext.load).
+    image_size, channels = (latent.image_size, latent.image_channels) if latent else (spec.image_size, spec.in_channels)
+    context = EvalContext.load(dataset=settings.dataset, image_size=image_size, channels=channels,
+                               frames=spec.frames, device=device, seed=0, fid=budget.fid_samples > 0, latent=latent)
     dev, precision = context.device, context.precision
     teacher = None
     if budget.distill is not None:  # the search's budget distilled its candidates: so does their full training
         from evaluators.distill import check_teacher, load_teacher
 
         check_teacher(budget.distill.teacher, image_size=spec.image_size, channels=spec.in_channels,
-                      frames=spec.frames)
+                      frames=spec.frames, latent=latent is not None)
         teacher = load_teacher(budget.distill, device=dev)
 
     torch.manual_seed(settings.seed)  # the same initial weights as the search's trial
@@ -153,7 +157,7 @@ def run_training(settings: RunSettings, out: str | Path, *, device: str = "auto"
                              result=result, artifacts_dir=out)
         final.update({k: getattr(result, k) for k in ("val_loss", "val_loss_by_t", "fid_proxy", "fid_floor",
                                                        "kid_mean", "kid_std", "fvd_proxy", "fvd_floor",
-                                                       "feature_kind")})
+                                                       "reconstruction_fid", "feature_kind")})
         final.update(fid_samples=budget.fid_samples if context.reference is not None else 0,
                      sample_steps=budget.sample_steps, sampling_seconds=result.sampling_seconds)
     log["wall_seconds"] = wall_before + time.perf_counter() - started
@@ -161,11 +165,17 @@ def run_training(settings: RunSettings, out: str | Path, *, device: str = "auto"
                  search_metrics=settings.search_metrics)
     write_json(out / "final.json", final)
     if status == "ok":
-        _write_model_yaml(out, spec, settings, final)
+        latent_file = None
+        if context.latent is not None:  # the run carries its autoencoder, so the run directory is the model
+            from evaluators.autoencoder import save_autoencoder
+
+            latent_file = save_autoencoder(context.latent.autoencoder, out / AUTOENCODER).name
+        _write_model_yaml(out, spec, settings, final, latent_file=latent_file)
     return final
 
 
-def _write_model_yaml(out: Path, spec: UNetSpec, settings: RunSettings, final: dict[str, Any]) -> Path:
+def _write_model_yaml(out: Path, spec: UNetSpec, settings: RunSettings, final: dict[str, Any], *,
+                      latent_file: str | None = None) -> Path:
     from nas.metrics import METRICS
     from nas.model_io import write_model_yaml
 
@@ -176,5 +186,8 @@ def _write_model_yaml(out: Path, spec: UNetSpec, settings: RunSettings, final: d
                   "device": final["device"], "dtype": final["dtype"]}
     header = ("U-Net trained by nas.train; nas.load_model(PATH) returns it with the EMA weights of "
               "checkpoint.pt.")
-    return write_model_yaml(out / "model.yaml", spec, header=header,
-                            sections={"checkpoint": CHECKPOINT, "metrics": metrics, "provenance": provenance})
+    sections: dict[str, Any] = {"checkpoint": CHECKPOINT, "metrics": metrics, "provenance": provenance}
+    if latent_file is not None:
+        sections["latent"] = {**(settings.latent or {}), "autoencoder": latent_file}
+        header += " A latent model: it comes with its autoencoder (encode/decode), autoencoder.safetensors."
+    return write_model_yaml(out / "model.yaml", spec, header=header, sections=sections)

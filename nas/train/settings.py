@@ -17,11 +17,12 @@ from typing import Any
 
 from nas.errors import ConfigError, close_match_hint
 
-__all__ = ["CHECKPOINT", "SETTINGS", "TRAIN_MULTIPLIER", "RunSettings", "TrainRequest", "plan_run",
+__all__ = ["AUTOENCODER", "CHECKPOINT", "SETTINGS", "TRAIN_MULTIPLIER", "RunSettings", "TrainRequest", "plan_run",
            "resolve_settings"]
 
 TRAIN_MULTIPLIER = 8  # default steps = this x the budget's proxy steps
 CHECKPOINT = "checkpoint.pt"
+AUTOENCODER = "autoencoder.safetensors"  # a latent model's autoencoder, in its run directory
 SETTINGS = "run.json"
 
 
@@ -58,6 +59,8 @@ class RunSettings:
     eval_every: int
     search_metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # A latent model's autoencoder (evaluators.latent.LatentConfig.to_dict(), its file absolute).
+    latent: dict[str, Any] | None = None
 
     # Settings a resumed run may change without changing what has been computed so far.
     MUTABLE = ("steps", "checkpoint_every", "eval_every", "config")
@@ -97,7 +100,10 @@ def resolve_settings(request: TrainRequest, *, device_type: str) -> RunSettings:
 
     for name in ("steps", "checkpoint_every", "eval_every", "batch_size"):
         _positive(f"--{name.replace('_', '-')}", getattr(request, name))
+    from nas.model_io import latent_section
+
     spec, config = read_model_yaml(request.config)
+    latent = latent_section(config, Path(request.config))
     budgets = parse_budgets(config.get("budgets"), source=str(request.config))
     name = request.budget or default_budget_name(device_type)
     if name not in budgets:
@@ -116,7 +122,8 @@ def resolve_settings(request: TrainRequest, *, device_type: str) -> RunSettings:
         steps=steps, seed=seed, batch_size=request.batch_size or budget.batch_size,
         checkpoint_every=request.checkpoint_every or max(1, steps // 10),
         eval_every=request.eval_every or max(1, steps // 10),
-        search_metrics=dict(config.get("metrics") or {}), provenance=dict(provenance))
+        search_metrics=dict(config.get("metrics") or {}), provenance=dict(provenance),
+        latent={**latent.to_dict(), "autoencoder": str(Path(latent.autoencoder).resolve())} if latent else None)
 
 
 def _merge_resume(stored: RunSettings, given: RunSettings, request: TrainRequest) -> RunSettings:

@@ -88,7 +88,7 @@ def worker_state(context: RunContext, *, cpus: float, stopping: str = "halving")
     study = optuna.load_study(study_name=context.study_name, storage=storage, sampler=RandomSampler())
     data = context.space.data
     eval_context = EvalContext.load(dataset=data.dataset, image_size=data.image_size, channels=data.channels,
-                                    frames=data.frames, device=context.device, seed=0)
+                                    frames=data.frames, device=context.device, seed=0, latent=data.latent)
     # The search's own stopping rule, against the study, exactly as the local backend applies it;
     # the rung reports still reach Ray (its logs, and a scheduler a caller adds).
     runner = TrialRunner.for_search(context, study, eval_context=eval_context,
