@@ -74,10 +74,16 @@ class EvalContext:
             if latent is not None:
                 from evaluators.latent import LatentCodec, encode_dataset, load_autoencoder
 
-                codec = LatentCodec(latent, load_autoencoder(latent, data, device=dev, cache_dir=cache_dir))
-                data = encode_dataset(data, codec.autoencoder, cache_dir=cache_dir)
+                autoencoder = load_autoencoder(latent, data, device=dev, cache_dir=cache_dir)
+                data = encode_dataset(data, autoencoder, cache_dir=cache_dir)
+                codec = LatentCodec(latent, autoencoder, clip=float(data.train.abs().max()))
         return cls(data=data, reference=reference, device=dev, clip_reference=clip_ref, latent=codec,
                    precision=Precision.for_device(dev), setup_seconds=time.perf_counter() - started)
+
+    @property
+    def sample_clip(self) -> bool | float:
+        """The sampler's bound on x0 estimates: ``[-1, 1]`` for pixels, the latents' range in a latent search."""
+        return self.latent.clip if self.latent is not None else True
 
     def to_pixels(self, samples: torch.Tensor) -> torch.Tensor:
         """Generated samples as images to score: decoded in a latent search, else as they are."""

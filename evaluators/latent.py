@@ -13,7 +13,8 @@ puts the small KL autoencoder of :mod:`evaluators.autoencoder` between the data 
 * candidates are U-Nets over ``channels x (image_size / factor)^2`` latents: the space's specs get
   that shape, the train and held-out images are encoded once (means times the latent scale) and
   cached on disk (:func:`encode_dataset`), so training and the held-out loss run on latents;
-* their DDIM samples are decoded to pixels before the FID proxy (:meth:`LatentCodec.to_pixels`),
+* their DDIM samples (x0 estimates clipped to the latents' range, :class:`LatentCodec`) are
+  decoded to pixels before the FID proxy (:meth:`LatentCodec.to_pixels`),
   which is scored against the real images as in a pixel space, next to the autoencoder's own
   reconstruction FID at the same sample count (``reconstruction_fid``: the floor no latent
   U-Net can beat);
@@ -157,7 +158,7 @@ def encode_dataset(data: Any, autoencoder: TrainedAutoencoder, *, cache_dir: str
     def build() -> dict[str, Any]:
         return {"train": autoencoder.encode(data.train), "held_out": autoencoder.encode(data.held_out)}
 
-    digest = hashlib.sha1(autoencoder.identity.encode()).hexdigest()[:8]
+    digest = hashlib.sha1(autoencoder.identity.encode()).hexdigest()[:8]  # a short, stable file-name part
     payload, _path, _cached = load_or_build(f"latents-{digest}", key, build, cache_dir=cache_dir)
     return dataclasses.replace(data, name=f"{data.name}-latent", train=payload["train"],
                                held_out=payload["held_out"], key=f"{data.key}-latent{digest}")
@@ -165,10 +166,18 @@ def encode_dataset(data: Any, autoencoder: TrainedAutoencoder, *, cache_dir: str
 
 @dataclass
 class LatentCodec:
-    """A latent search's autoencoder, as the evaluator uses it: decode samples before scoring."""
+    """A latent search's autoencoder, as the evaluator uses it: decode samples before scoring.
+
+    ``clip`` bounds the sampler's x0 estimates, as ``[-1, 1]`` bounds a pixel search's: the
+    largest absolute value of the encoded train latents.  Unclipped, a briefly trained U-Net's
+    first DDIM steps (where the cosine schedule's signal level is near 0) blew a sample's
+    standard deviation up to several thousand and its FID proxy from 397 to 491 (a 100-step
+    candidate of latent.yaml, 256 samples, 10 steps).
+    """
 
     config: LatentConfig
     autoencoder: TrainedAutoencoder
+    clip: float = 1.0
 
     def to_pixels(self, latents: Tensor) -> Tensor:
         """Sampled latents (N, C, h, w) -> images in [-1, 1] on the CPU."""

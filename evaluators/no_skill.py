@@ -58,9 +58,9 @@ def _sample_scores(spec: UNetSpec, diffusion: GaussianDiffusion, budget: Budget,
     if key not in context.memo:
         gen = torch.Generator().manual_seed(SAMPLE_NOISE_SEED)  # the candidates' starting noise
         noise = torch.randn((budget.fid_samples, *spec.sample_shape), generator=gen)
-        pixels = context.latent is None  # a latent search decodes its (unclipped) latents, as for candidates
+        pixels = context.latent is None  # a latent search decodes its latents, as for candidates
         samples = diffusion.ddim_sample(ZeroDenoiser(spec.out_channels), noise, steps=budget.sample_steps,
-                                        clip=pixels)
+                                        clip=context.sample_clip)
         samples = samples.clamp(-1, 1) if pixels else context.to_pixels(samples)
         scores = score_samples(samples, context.reference, seed=0)
         context.memo[key] = {"fid_proxy": float(scores["fid_proxy"]), "kid_mean": float(scores["kid_mean"])}

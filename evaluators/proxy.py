@@ -282,11 +282,11 @@ def sample_and_score(spec: UNetSpec, *, budget: Budget, context: EvalContext, di
     noise = torch.randn((budget.fid_samples, *spec.sample_shape), generator=gen)
     chunks = []
     chunk = max(budget.batch_size, 64)
-    pixels = context.latent is None  # latents are unbounded: neither x0 estimates nor samples are clipped
+    pixels = context.latent is None  # latents are decoded to pixels below, not clamped to [-1, 1]
     with context.precision.autocast(device):
         for start in range(0, len(noise), chunk):
             x = diffusion.ddim_sample(model, noise[start:start + chunk].to(device), steps=budget.sample_steps,
-                                      clip=pixels)
+                                      clip=context.sample_clip)
             chunks.append((x.float().clamp(-1, 1) if pixels else x.float()).cpu())
     samples = context.to_pixels(torch.cat(chunks))  # a latent search scores decoded images
     synchronize(device)

@@ -325,11 +325,13 @@ class GaussianDiffusion(nn.Module):
     # ----- sampling --------------------------------------------------------------------------
     @torch.no_grad()
     def ddim_sample(self, model: Model, noise: Tensor, *, steps: int, eta: float = 0.0,
-                    generator: torch.Generator | None = None, clip: bool = True) -> Tensor:
+                    generator: torch.Generator | None = None, clip: bool | float = True) -> Tensor:
         """DDIM sampling (Song et al. 2021, eq. 12) from ``noise`` (B, C, H, W) over ``steps``
         evenly spaced timesteps from T-1 down to 0.  ``eta=0`` is deterministic given ``noise``;
         ``eta=1`` matches DDPM's posterior variance.  ``clip`` clamps each x0 estimate to
-        ``[-1, 1]`` (the noise estimate is then recomputed from it, as iDDPM does)."""
+        ``[-1, 1]`` (a number ``c``: to ``[-c, c]``, e.g. the range of a latent search's latents;
+        the noise estimate is then recomputed from it, as iDDPM does)."""
+        bound = 1.0 if clip is True else float(clip)
         if isinstance(eta, bool) or not isinstance(eta, (int, float)) or eta < 0:
             raise ConfigError(f"expected a number >= 0, got {eta!r}", key="eta")
         seq = spaced_timesteps(self.num_timesteps, steps).tolist()[::-1]
@@ -340,7 +342,7 @@ class GaussianDiffusion(nn.Module):
             pred, _ = self.split_output(model(x, t).float(), x)
             x0 = self.predict_x0(x, t, pred)
             if clip:
-                x0 = x0.clamp(-1, 1)
+                x0 = x0.clamp(-bound, bound)
             eps = self.eps_from_x0(x, t, x0)
             a_t = abar[step]
             a_prev = abar[seq[i + 1]] if i + 1 < len(seq) else abar.new_tensor(1.0)

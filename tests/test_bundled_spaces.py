@@ -21,7 +21,7 @@ ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
 
 def test_the_bundled_spaces() -> None:
-    assert {"light.yaml", "adm.yaml", "mobile.yaml", "diffusers.yaml", "video.yaml"} <= set(BUNDLED)
+    assert {"light.yaml", "adm.yaml", "mobile.yaml", "diffusers.yaml", "video.yaml", "latent.yaml"} <= set(BUNDLED)
 
 
 @pytest.mark.parametrize("name", BUNDLED)
