@@ -37,6 +37,7 @@ apiece on 2 cores).
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,20 @@ def build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _earlier_samplers(path: Path, trials: int, table_path: Path) -> dict[str, Any]:
+    """The samplers' results of an earlier replay into the same folder, when it replayed the same
+    table for as many trials (else nothing: they would not be comparable)."""
+    from nas.readers import read_json
+
+    if not path.is_file():
+        return {}
+    earlier = read_json(path)
+    if earlier.get("trials") != trials or earlier.get("table") != shown_path(table_path):
+        print(f"note: {path} replayed another table or trial count; not merged", flush=True)
+        return {}
+    return dict(earlier.get("samplers", {}))
+
+
 def replay(args: argparse.Namespace) -> int:
     """Fit the surrogate, report its held-out rank correlations, replay every sampler on it."""
     import time
@@ -112,13 +127,17 @@ def replay(args: argparse.Namespace) -> int:
             for seed in range(args.seeds or (size.gp_seeds if name == "gp" else size.seeds))]
     results = _run_jobs(jobs, table_path, args.jobs)
     samplers: dict[str, Any] = {}
+    if args.merge:  # the samplers not replayed now keep their earlier figures
+        samplers = _earlier_samplers(out / "surrogate_replay.json", trials, table_path)
     for name in names:
         mine = [results[job] for job in jobs if job[0] == name]
         runs = [run for run, _, _ in mine]
         samplers[name] = {**summarise_runs(runs), "seeds": len(runs),
                           "seconds_per_trial": sum(s for _, s, _ in mine) / (len(runs) * trials)}
+        samplers[name]["replayed"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
         print(f"{name:>9}: final HV share {samplers[name]['final']['mean']:.3f} "
               f"+- {samplers[name]['final']['std']:.3f} ({len(runs)} seeds)", flush=True)
+    samplers = {n: samplers[n] for n in SAMPLER_ORDER if n in samplers}
     target = samplers["random"]["final"]["mean"] if "random" in samplers else float("nan")
     spread = samplers["random"]["final"]["std"] if "random" in samplers else float("nan")
     for summary in samplers.values():
@@ -243,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--jobs", type=positive_int, default=1, help="worker processes (the result is the same)")
     sub.add_argument("--samplers", nargs="+", choices=SAMPLER_ORDER, default=None,
                      help="samplers to replay (default all; random first for the comparisons)")
+    sub.add_argument("--merge", action="store_true",
+                     help="keep the other samplers' results of the existing surrogate_replay.json (same table and "
+                          "trial count) and replace only those replayed")
     sub.set_defaults(func=replay)
     return parser
 

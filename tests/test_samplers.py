@@ -21,7 +21,7 @@ from nas.errors import ConfigError
 from nas.front import crowding_distance, hypervolume, non_dominated_ranks, pareto_mask
 from nas.samplers import SAMPLERS, EvolutionSampler, ReinforceSampler, make_sampler, sampler_names
 from nas.samplers._planned import SeenIndex
-from nas.samplers._space import contains
+from nas.samplers._space import contains, network_params
 from nas.samplers.encoding import DecisionEncoder
 from nas.samplers.evolution import PARENTS_ATTR
 
@@ -449,3 +449,16 @@ def test_evolution_counts_stopped_trials_as_members_ranked_below_completed_ones(
     trial = lone.ask()
     trial.suggest_categorical("x", [0, 1, 2, 3])
     assert PARENTS_ATTR not in lone._storage.get_trial_system_attrs(trial._trial_id)
+
+
+def test_moves_of_a_level_the_network_lacks_are_the_same_architecture() -> None:
+    """The fixed-length encoding asks level 2's decisions at depth 2 as well: moving one of them
+    changes nothing, so the index (and every sampler that uses it) counts it as seen."""
+    seen = SeenIndex([])
+    seen.add({"levels": 2, "level0.conv": "standard", "level1.conv": "standard", "level2.conv": "standard"})
+    assert {"levels": 2, "level0.conv": "standard", "level1.conv": "standard", "level2.conv": "depthwise"} in seen
+    assert {"levels": 3, "level0.conv": "standard", "level1.conv": "standard", "level2.conv": "depthwise"} not in seen
+    assert {"levels": 2, "level0.conv": "standard", "level1.conv": "depthwise", "level2.conv": "standard"} not in seen
+    assert network_params({"levels": 1, "level0.se": True, "level1.se": False, "base": 8}) == {
+        "levels": 1, "level0.se": True, "base": 8}
+    assert network_params({"level3.se": True}) == {"level3.se": True}  # no depth decision: nothing to drop

@@ -9,7 +9,8 @@ falling back to a uniform draw for a decision the plan does not hold.
 
 :class:`SeenIndex` answers "was this assignment already evaluated?" in a conditional space: an
 assignment repeats an earlier trial when it agrees with every decision that trial made (its
-other decisions are then never asked, so the architecture is the same).
+other decisions are then never asked, so the architecture is the same), the decisions of levels
+the network does not have left out (:func:`nas.samplers._space.network_params`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nas.front import crowding_distance, is_feasible, minimised, non_dominated_ranks
 from nas.samplers._history import HistorySampler, completed_trials, trial_rng
-from nas.samplers._space import choices_of, contains, random_value
+from nas.samplers._space import choices_of, contains, network_params, random_value
 
 __all__ = ["PlannedSampler", "RankedMembers", "SeenIndex", "known_distributions", "neighbours", "ranked_members"]
 
@@ -46,10 +47,12 @@ class SeenIndex:
 
     def add(self, params: dict[str, Any]) -> None:
         """Record ``params`` as seen."""
+        params = network_params(params)
         names = tuple(sorted(params))
         self._by_names.setdefault(names, set()).add(tuple(_key(params[n]) for n in names))
 
     def __contains__(self, params: dict[str, Any]) -> bool:
+        params = network_params(params)
         for names, values in self._by_names.items():
             if all(n in params for n in names) and tuple(_key(params[n]) for n in names) in values:
                 return True

@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nas.errors import ConfigError
 from nas.front import crowding_distance, is_feasible, minimised, non_dominated_ranks
 from nas.samplers._history import HistorySampler, completed_trials, trial_rng
-from nas.samplers._space import contains, mutate_value, random_value
+from nas.samplers._space import contains, mutate_value, network_params, random_value
 
 __all__ = ["PARENTS_ATTR", "EvolutionSampler"]
 
@@ -144,6 +144,7 @@ class EvolutionSampler(HistorySampler):
 
     @staticmethod
     def _signature(params: dict[str, Any], names: list[str]) -> tuple[Any, ...]:
+        params = network_params(params)  # moves of a level the network lacks make the same network
         return tuple((name, type(params.get(name)).__name__, params.get(name)) for name in names)
 
     def _plan(
