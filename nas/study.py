@@ -324,7 +324,25 @@ def ask_if_room(study: optuna.Study, *, trials: int, lock: Path, deadline: float
         with warnings.catch_warnings():
             # Ask/tell with a heartbeat is deliberate (see heartbeat()).
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-            return Ask(trial=study.ask())
+            trial = study.ask()
+        _first_beat(study, trial)
+        return Ask(trial=trial)
+
+
+def _first_beat(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Record the new trial's first heartbeat now, before the caller starts its heartbeat thread.
+
+    Optuna's thread records its first beat whenever the thread is first scheduled; a worker killed
+    before that leaves a RUNNING trial without any heartbeat, which ``fail_stale_trials`` never
+    fails, so a rerun waits for it forever (the likely cause of the one hang of the SIGKILL-resume
+    test, on a loaded 2-core machine).  With a beat recorded at the ask, a worker that dies at any
+    point goes stale.
+    """
+    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+
+    storage = study._storage
+    if is_heartbeat_enabled(storage) and isinstance(storage, BaseHeartbeat):
+        storage.record_heartbeat(trial._trial_id)
 
 
 def heartbeat(trial: optuna.Trial, study: optuna.Study) -> Any:

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -245,3 +246,23 @@ def test_the_scheduler_stops_a_dominated_candidate_at_its_first_rung(tmp_path: P
         assert attrs["reason"].startswith("stopped at rung 0 (step 2, held-out loss ")
         assert "successive halving: non-dominated rank" in attrs["reason"]
         assert "fid_proxy" not in attrs  # a stopped candidate skips the scoring
+
+
+def test_a_worker_killed_before_its_heartbeat_thread_ran_still_goes_stale(tmp_path: Path) -> None:
+    """The trial's first heartbeat is recorded at the ask: a worker that dies before Optuna's
+    heartbeat thread first runs leaves a trial that goes stale and is failed, not one a rerun
+    waits for forever."""
+    from optuna.storages import RDBStorage, fail_stale_trials
+
+    from nas.study import ask_if_room
+
+    storage = RDBStorage(f"sqlite:///{tmp_path}/hb.db", heartbeat_interval=1, grace_period=2)
+    study = optuna.create_study(study_name="hb", storage=storage, directions=["minimize"])
+    ask = ask_if_room(study, trials=1, lock=tmp_path / ".ask.lock")
+    assert ask.trial is not None  # and no heartbeat thread is ever started: the worker "died"
+    assert ask_if_room(study, trials=1, lock=tmp_path / ".ask.lock").trial is None  # it still counts as running
+    time.sleep(2.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fail_stale_trials(study)
+    assert study.trials[0].state == TrialState.FAIL
