@@ -35,12 +35,12 @@ def evaluate_spec_file(config: str | Path, *, budget: str = "cpu", space: str | 
     if not path.exists() and not path.suffix:  # `--config spec` for spec.yaml
         path = path.with_suffix(".yaml")
     spec = UNetSpec.from_yaml(path)
-    budgets, default_dataset = dict(DEFAULT_BUDGETS), "mnist"
+    budgets, default_dataset, latent = dict(DEFAULT_BUDGETS), "mnist", None
     if space:
         from nas.space import load_space
 
         loaded = load_space(space, check_constraints=False)
-        budgets, default_dataset = loaded.budgets, loaded.data.dataset
+        budgets, default_dataset, latent = loaded.budgets, loaded.data.dataset, loaded.data.latent
     try:
         check_source(dataset or default_dataset, frames=spec.frames)
     except ConfigError as err:
@@ -52,7 +52,10 @@ def evaluate_spec_file(config: str | Path, *, budget: str = "cpu", space: str | 
     torch.set_num_threads(choose_threads(requested=threads))
     from evaluators.device import pick_device
 
-    context = EvalContext.load(dataset=dataset or default_dataset, image_size=spec.image_size,
-                               channels=spec.in_channels, frames=spec.frames,
-                               device=pick_device(device, key="--device"), seed=0, fid=fid)
+    # A latent space's spec models latents; the data to load (and encode) are its pixels.
+    image_size, channels = (latent.image_size, latent.image_channels) if latent else (spec.image_size,
+                                                                                      spec.in_channels)
+    context = EvalContext.load(dataset=dataset or default_dataset, image_size=image_size, channels=channels,
+                               frames=spec.frames, device=pick_device(device, key="--device"), seed=0, fid=fid,
+                               latent=latent)
     return evaluate(spec, budget=budgets[budget], context=context, seed=seed, artifacts_dir=artifacts)

@@ -224,6 +224,8 @@ def open_search_study(space: SearchSpace, *, storage: BaseStorage, study_name: s
         study.set_user_attr("constraints", dict(space.constraints))  # the limits, for the trials' notes
         # Absolute, so that `nas.export` and `nas.train` find the space from any directory.
         study.set_user_attr("space_source", str(Path(space.source).resolve()))
+        if space.data.latent is not None:  # its trials model latents: an export needs the autoencoder
+            study.set_user_attr("latent", space.data.latent.to_dict())
     return study
 
 

@@ -114,6 +114,17 @@ def test_the_autoencoder_file_round_trips_and_a_space_can_name_it(tmp_path: Path
         load_space(named)
 
 
+def test_one_spec_of_a_latent_space_evaluates_as_python_m_evaluators_does(tmp_path: Path) -> None:
+    from evaluators.spec_file import evaluate_spec_file
+
+    space = tiny_space(tmp_path)
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(load_space(space).sample(1, seed=0)[0].to_yaml())
+    result = evaluate_spec_file(spec_path, budget="smoke", space=str(space), device="cpu", threads=1)
+    assert result.status == "ok", result.reason
+    assert result.reconstruction_fid is not None and result.throughput_with_decode is not None
+
+
 @pytest.mark.slow
 def test_a_latent_search_exports_trains_and_loads_with_its_autoencoder(tmp_path: Path) -> None:
     space = tiny_space(tmp_path)
@@ -135,6 +146,13 @@ def test_a_latent_search_exports_trains_and_loads_with_its_autoencoder(tmp_path:
     refused = run("nas.export", "--study", "tiny_latent", "--results", str(out), "--format", "diffusers")
     assert refused.returncode == 2 and "export it as yaml" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+    # Without its space file the export cannot carry the autoencoder: a one-line error, not a bare U-Net.
+    hidden = space.rename(tmp_path / "hidden.yaml")
+    orphan = run("nas.export", "--study", "tiny_latent", "--results", str(out), "--out", "orphan.yaml")
+    assert orphan.returncode == 2 and "its U-Nets model an autoencoder's latents" in orphan.stderr
+    assert not (tmp_path / "orphan.yaml").exists()
+    hidden.rename(space)
 
     untrained = nas.load_model(tmp_path / "best.yaml")
     assert isinstance(untrained, LatentUNet)

@@ -123,6 +123,10 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, *, storage_url: str, o
     sections = {"metrics": metrics, "provenance": provenance, "data": data, "budgets": budgets}
     out = Path(out)
     latent = space.data.latent if space is not None else None
+    if latent is None and study.user_attrs.get("latent") is not None:
+        raise ConfigError(f"the study's space {source!r} no longer loads, and its U-Nets model an autoencoder's "
+                          "latents: restore the space file so the export can carry the autoencoder",
+                          key="space_source")
     if latent is not None and fmt != "yaml":
         raise ConfigError("a latent space's U-Net models an autoencoder's latents, which a diffusers UNet2DModel "
                           "config cannot say; export it as yaml (it carries the autoencoder)", key="--format")
