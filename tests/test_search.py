@@ -261,8 +261,11 @@ def test_a_worker_killed_before_its_heartbeat_thread_ran_still_goes_stale(tmp_pa
     ask = ask_if_room(study, trials=1, lock=tmp_path / ".ask.lock")
     assert ask.trial is not None  # and no heartbeat thread is ever started: the worker "died"
     assert ask_if_room(study, trials=1, lock=tmp_path / ".ask.lock").trial is None  # it still counts as running
-    time.sleep(2.5)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fail_stale_trials(study)
+    # SQLite's clock has whole seconds, so "older than the 2 s grace" can take up to a second more.
+    deadline = time.time() + 15
+    while study.trials[0].state == TrialState.RUNNING and time.time() < deadline:
+        time.sleep(0.5)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fail_stale_trials(study)
     assert study.trials[0].state == TrialState.FAIL
