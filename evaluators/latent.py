@@ -170,9 +170,9 @@ class LatentCodec:
 
     ``clip`` bounds the sampler's x0 estimates, as ``[-1, 1]`` bounds a pixel search's: the
     largest absolute value of the encoded train latents.  Unclipped, a briefly trained U-Net's
-    first DDIM steps (where the cosine schedule's signal level is near 0) blew a sample's
-    standard deviation up to several thousand and its FID proxy from 397 to 491 (a 100-step
-    candidate of latent.yaml, 256 samples, 10 steps).
+    first DDIM steps (where the cosine schedule's signal level is near 0) blow x0 estimates up:
+    ``benchmarks/latent_sampling.py`` measured the FID proxy 17-136 worse without the clip on two
+    latent.yaml candidates at 100 and 300 steps.
     """
 
     config: LatentConfig
@@ -203,16 +203,11 @@ def _decoder(latent: LatentConfig) -> nn.Module:
 
 @functools.lru_cache(maxsize=16)
 def decoder_macs(latent: LatentConfig) -> int:
-    """Multiply-accumulates of decoding one latent (``torch.utils.flop_counter``, meta device)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    """Multiply-accumulates of decoding one latent (:func:`nas.cost.meta_macs`)."""
+    from nas.cost import meta_macs
 
-    with torch.device("meta"):
-        decoder = _decoder(latent)
-        x = torch.zeros(1, latent.channels, latent.latent_size, latent.latent_size)
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        decoder(x)
-    return counter.get_total_flops() // 2
+    return meta_macs(lambda: _decoder(latent),
+                     lambda: (torch.zeros(1, latent.channels, latent.latent_size, latent.latent_size),))
 
 
 @functools.lru_cache(maxsize=16)

@@ -34,11 +34,11 @@ from typing import Any
 import torch
 
 from evaluators.budget import Budget
-from evaluators.contention import compute_clock, timing_threads
+from evaluators.contention import compute_clock
 from evaluators.device import empty_cache, synchronize
 from evaluators.eval_context import EvalContext
 from evaluators.heldout import NOISE_SEED, HeldOutProbe
-from evaluators.throughput import timing_figures
+from evaluators.throughput import candidate_timing
 from evaluators.training import RungHook, TrainOutcome, TrainState, is_oom, train
 from nas.diffusion import GaussianDiffusion
 from nas.errors import ConfigError
@@ -253,16 +253,9 @@ def _record_training(outcome: TrainOutcome, result: EvalResult, batch_size: int)
 
 def _measure(model: torch.nn.Module, spec: UNetSpec, budget: Budget, context: EvalContext,
              result: EvalResult) -> None:
-    device = context.device
     t0 = time.perf_counter()
-    timing = {"batch_size": budget.throughput_batch, "device": device, "dtype": result.dtype,
-              "num_threads": timing_threads(device), "min_repeat_s": budget.timing_repeat_s}
-    figures = timing_figures(model, input_shape=spec.sample_shape, sample_steps=budget.sample_steps, **timing)
-    if context.latent is not None:
-        from evaluators.latent import throughput_with_decode
-
-        figures["throughput_with_decode"] = throughput_with_decode(figures["throughput"], context.latent.config,
-                                                                   **timing)
+    figures = candidate_timing(model, input_shape=spec.sample_shape, budget=budget, device=context.device,
+                               dtype=result.dtype, latent=context.latent.config if context.latent else None)
     for key in ("throughput", "throughput_spread", "throughput_with_decode", "latency_ms", "peak_mem_mb",
                 "sample_seconds"):
         setattr(result, key, figures.get(key))

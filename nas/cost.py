@@ -8,13 +8,25 @@ training cost.  MACs are counted with ``torch.utils.flop_counter`` (FLOPs / 2).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from nas.spec import UNetSpec
 
-__all__ = ["count_macs", "static_costs"]
+__all__ = ["count_macs", "meta_macs", "static_costs"]
+
+
+def meta_macs(build: Callable[[], nn.Module], inputs: Callable[[], tuple[torch.Tensor, ...]]) -> int:
+    """Multiply-accumulates of one call ``build()(*inputs())``, both made on the meta device."""
+    with torch.device("meta"):
+        model, args = build(), inputs()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(*args)
+    return counter.get_total_flops() // 2
 
 
 @functools.lru_cache(maxsize=4096)
@@ -23,14 +35,8 @@ def count_macs(spec: UNetSpec) -> int:
     clip of ``spec.frames`` frames for a video spec)."""
     from nas.unet import build_unet
 
-    with torch.device("meta"):
-        model = build_unet(spec)
-        x = torch.zeros(1, *spec.sample_shape)
-        t = torch.zeros(1, dtype=torch.long)
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(x, t)
-    return counter.get_total_flops() // 2
+    return meta_macs(lambda: build_unet(spec),
+                     lambda: (torch.zeros(1, *spec.sample_shape), torch.zeros(1, dtype=torch.long)))
 
 
 def static_costs(spec: UNetSpec, *, needs: set[str] | None = None) -> dict[str, float]:

@@ -26,9 +26,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from evaluators.budget import Budget
-from evaluators.contention import timing_threads
 from evaluators.device import Precision
-from evaluators.throughput import timing_figures
+from evaluators.throughput import candidate_timing
 from nas.front import constraints_met
 from nas.spec import UNetSpec
 
@@ -96,14 +95,8 @@ class ThroughputTiming:
 
         model = build_unet(spec)
         started = time.perf_counter()
-        timing = {"batch_size": self.budget.throughput_batch, "device": self.device,
-                  "dtype": self.precision.dtype_name, "num_threads": timing_threads(self.device),
-                  "min_repeat_s": self.budget.timing_repeat_s}
-        figures = timing_figures(model, input_shape=spec.sample_shape, sample_steps=self.budget.sample_steps, **timing)
-        if self.latent is not None:
-            from evaluators.latent import throughput_with_decode
-
-            figures["throughput_with_decode"] = throughput_with_decode(figures["throughput"], self.latent, **timing)
+        figures = candidate_timing(model, input_shape=spec.sample_shape, budget=self.budget, device=self.device,
+                                   dtype=self.precision.dtype_name, latent=self.latent)
         if spec.is_video:  # throughput counts clips; frames per second is the figure video work quotes
             figures["frames_per_second"] = figures["throughput"] * spec.frames
         # The throughput objective's measurement: candidate compute, not search overhead.

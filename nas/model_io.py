@@ -213,7 +213,7 @@ def load_model(path: str | Path) -> nn.Module:
                               key="checkpoint", source=str(path))
         model.load_state_dict(payload["ema"])
     if data.get("latent") is not None:
-        return _with_autoencoder(model, data["latent"], path).eval()
+        return _with_autoencoder(model, data, path).eval()
     return model.eval()
 
 
@@ -243,9 +243,9 @@ def latent_section(data: dict[str, Any], path: Path) -> Any:
     return latent
 
 
-def _with_autoencoder(unet: nn.Module, raw: dict[str, Any], path: Path) -> nn.Module:
+def _with_autoencoder(unet: nn.Module, data: dict[str, Any], path: Path) -> nn.Module:
     from evaluators.autoencoder import read_autoencoder
     from evaluators.latent import LatentUNet
 
-    latent = latent_section({"latent": raw}, path)
+    latent = latent_section(data, path)
     return LatentUNet(unet, read_autoencoder(latent.autoencoder), latent)
