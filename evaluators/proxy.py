@@ -34,11 +34,11 @@ from typing import Any
 import torch
 
 from evaluators.budget import Budget
+from evaluators.candidate_timing import candidate_timing
 from evaluators.contention import compute_clock
 from evaluators.device import empty_cache, synchronize
 from evaluators.eval_context import EvalContext
 from evaluators.heldout import NOISE_SEED, HeldOutProbe
-from evaluators.throughput import candidate_timing
 from evaluators.training import RungHook, TrainOutcome, TrainState, is_oom, train
 from nas.diffusion import GaussianDiffusion
 from nas.errors import ConfigError

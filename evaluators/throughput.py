@@ -325,23 +325,6 @@ def timing_figures(model: nn.Module, *, input_shape: tuple[int, ...], batch_size
     }
 
 
-def candidate_timing(model: nn.Module, *, input_shape: tuple[int, ...], budget: Any, device: torch.device,
-                     dtype: str, latent: Any = None) -> dict[str, Any]:
-    """A candidate's timing figures under ``budget`` (:func:`timing_figures` at its timing batch and
-    repeat length, one CPU thread), plus ``throughput_with_decode`` in a latent search (``latent``:
-    its :class:`evaluators.latent.LatentConfig`).  The gate and the evaluator both time through it."""
-    from evaluators.contention import timing_threads
-
-    timing = {"batch_size": budget.throughput_batch, "device": device, "dtype": dtype,
-              "num_threads": timing_threads(device), "min_repeat_s": budget.timing_repeat_s}
-    figures = timing_figures(model, input_shape=input_shape, sample_steps=budget.sample_steps, **timing)
-    if latent is not None:
-        from evaluators.latent import throughput_with_decode
-
-        figures["throughput_with_decode"] = throughput_with_decode(figures["throughput"], latent, **timing)
-    return figures
-
-
 def sampling_cost(report: ThroughputReport, *, steps: int) -> dict[str, Any]:
     """Cost of an ``steps``-step sample estimated as ``steps`` denoiser evaluations.
 

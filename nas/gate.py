@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from evaluators.budget import Budget
+from evaluators.candidate_timing import candidate_timing
 from evaluators.device import Precision
-from evaluators.throughput import candidate_timing
 from nas.front import constraints_met
 from nas.spec import UNetSpec
 
