@@ -21,7 +21,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _tabular import Table
 
-__all__ = ["Run", "plot_curves", "quiet", "replay_one", "stats", "summarise_runs", "trials_to_reach"]
+__all__ = ["STOPPING", "Run", "at_steps", "early_markdown", "early_summary", "layout_rule", "plot_curves", "plot_early",
+           "quiet",
+           "replay_one", "stats", "summarise_runs", "trials_to_reach"]
+
+# The early-stopping layouts replayed: a rule of nas.scheduling, its rungs (None: the geometric
+# ladder of eta) and eta.
+STOPPING = {
+    "pareto": {"rule": "pareto", "rungs": (0.25, 0.5), "eta": 3.0},  # the search's rule before
+    "halving": {"rule": "halving", "rungs": None, "eta": 3.0},  # the default now: rungs 1/9, 1/3
+}
 
 
 def quiet() -> None:
@@ -129,4 +138,95 @@ def plot_curves(ax: Any, samplers: dict[str, Any], target: float, seeds: int, co
     ax.set_xlabel("trial")
     ax.set_ylabel("hypervolume share of the table's front")
     ax.set_title(f"mean over {seeds} seeds, band min-max")
+    ax.legend(fontsize=8, loc="lower right")
+
+
+def layout_rule(layout: str | None, budget: Any) -> tuple[Any, Any]:
+    """The replayed rung layout ``layout`` of :data:`STOPPING` as ``(budget, rule)``: ``budget`` with
+    the layout's rungs and eta, and its stopping rule (``(None, None)`` for no early stopping)."""
+    import dataclasses
+
+    from nas.scheduling import make_rule
+
+    if layout is None:
+        return None, None
+    spec = STOPPING[layout]
+    return (dataclasses.replace(budget, rungs=spec["rungs"], eta=spec["eta"]),
+            make_rule(spec["rule"], eta=spec["eta"]))
+
+
+def early_summary(plain: list[Run], pruned: list[Run]) -> dict[str, Any]:
+    """What a stopping layout saved and cost: the same seeds replayed without (``plain``) and with
+    it (``pruned``): steps, seconds, final HV shares, the share at equal steps, mean curves."""
+    without = np.array([r.steps for r in plain], dtype=float)
+    with_ = np.array([r.steps for r in pruned], dtype=float)
+    share = np.where(without > 0, with_ / np.where(without > 0, without, 1.0), 1.0)
+    pruned_counts = np.array([r.states.get("pruned", 0) for r in pruned], dtype=float)
+    hv_plain = np.array([r.hv_share[-1] for r in plain])
+    hv_pruned = np.array([r.hv_share[-1] for r in pruned])
+    return {
+        "steps_without": stats(without), "steps_with": stats(with_), "steps_with_share": stats(share),
+        "steps_saved_share": stats(1.0 - share),
+        "train_seconds_without": stats(np.array([r.train_seconds for r in plain])),
+        "train_seconds_with": stats(np.array([r.train_seconds for r in pruned])),
+        "eval_seconds_without": stats(np.array([r.eval_seconds for r in plain])),
+        "eval_seconds_with": stats(np.array([r.eval_seconds for r in pruned])),
+        "hv_without": stats(hv_plain),
+        "hv_with": stats(hv_pruned),
+        # The stopped searches' final share over the plain ones' (both means over the seeds).
+        "hv_kept": {"mean": float(hv_pruned.mean() / hv_plain.mean()) if hv_plain.mean() > 0 else 0.0},
+        "hv_cost": stats(np.array([a.hv_share[-1] - b.hv_share[-1] for a, b in zip(plain, pruned, strict=True)])),
+        # Equal compute: the plain run's share after its last trial within the stopped run's steps.
+        "hv_without_at_equal_steps": stats(np.array([at_steps(a, b.steps)
+                                                      for a, b in zip(plain, pruned, strict=True)])),
+        "pruned_trials": stats(pruned_counts),
+        "curve_with": [float(x) for x in np.array([r.hv_share for r in pruned]).mean(axis=0)],
+        "cum_steps_without": [float(x) for x in np.array([r.cum_steps for r in plain]).mean(axis=0)],
+        "cum_steps_with": [float(x) for x in np.array([r.cum_steps for r in pruned]).mean(axis=0)],
+        # Per seed, so a replay of fewer seeds can be checked against these (tests/test_benchmark_replay_pin.py).
+        "per_seed": {"steps_with": [int(r.steps) for r in pruned], "hv_with": [float(x) for x in hv_pruned]},
+    }
+
+
+def at_steps(run: Run, steps: int) -> float:
+    """``run``'s hypervolume share after the last trial whose cumulative steps fit in ``steps``."""
+    share = 0.0
+    for hv, spent in zip(run.hv_share, run.cum_steps, strict=True):
+        if spent > steps:
+            break
+        share = hv
+    return share
+
+
+def early_markdown(early: dict[str, dict[str, Any]]) -> list[str]:
+    """The README's early-stopping table rows, one per layout and sampler of ``early``."""
+    header = ("| rule | sampler | training steps: none → with | share of no stopping | evaluation s: none → with | "
+              "trials stopped | HV share: none → with | HV kept | HV share of no stopping at the steps spent |")
+    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for layout, by_sampler in early.items():
+        for name, e in by_sampler.items():
+            lines.append(
+                f"| `{layout}` | `{name}` | {e['steps_without']['mean']:.0f} → {e['steps_with']['mean']:.0f} | "
+                f"{e['steps_with_share']['mean']:.1%} | {e['eval_seconds_without']['mean']:.0f} → "
+                f"{e['eval_seconds_with']['mean']:.0f} | {e['pruned_trials']['mean']:.1f} | "
+                f"{e['hv_without']['mean']:.3f} → {e['hv_with']['mean']:.3f} | {e['hv_kept']['mean']:.1%} | "
+                f"{e['hv_without_at_equal_steps']['mean']:.3f} |")
+    return lines
+
+
+def plot_early(ax: Any, plain_curves: dict[str, list[float]], early: dict[str, dict[str, Any]],
+               colours: dict[str, Any]) -> None:
+    """HV share against training steps spent on ``ax``: each sampler's mean curve without early
+    stopping (``plain_curves``) and with each layout of ``early`` (:func:`early_summary`'s)."""
+    styles = dict(zip(early, (":", "--", "-."), strict=False))
+    for name, curve in plain_curves.items():
+        first = next(iter(early.values()))[name]
+        ax.plot(first["cum_steps_without"], curve, color=colours.get(name), label=f"{name}, no stopping")
+        for layout, by_sampler in early.items():
+            e = by_sampler[name]
+            ax.plot(e["cum_steps_with"], e["curve_with"], color=colours.get(name), linestyle=styles[layout],
+                    label=f"{name} + {layout} ({e['steps_with_share']['mean']:.0%} of the steps)")
+    ax.set_xlabel("training steps spent (mean over seeds, one point per trial)")
+    ax.set_ylabel("hypervolume share (mean)")
+    ax.set_title("early stopping at the rungs")
     ax.legend(fontsize=8, loc="lower right")

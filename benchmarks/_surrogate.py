@@ -27,12 +27,15 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _tabular import decision_values
+from _tabular import decision_values, stopped_at_rung
 
-__all__ = ["FIGURES", "SurrogateLookup", "cross_validate", "fit_models", "trained_rows"]
+__all__ = ["FIGURES", "SurrogateLookup", "cross_validate", "figures", "fit_models", "trained_rows"]
 
 # The figures the surrogate predicts, and whether it models their logarithm (speeds span 10x).
+# It predicts the held-out loss at the table's rung probes too (``loss_at_step_N``, see
+# :func:`figures`), so a replay can stop candidates early.
 FIGURES = {"val_loss": False, "fid_proxy": False, "throughput": True, "latency_ms": True}
+PROBE_PREFIX = "loss_at_step_"
 FOLDS = 5
 
 
@@ -41,6 +44,14 @@ def _model() -> Any:
 
     return GradientBoostingRegressor(n_estimators=400, learning_rate=0.03, max_depth=3, subsample=0.8,
                                      random_state=0)
+
+
+def figures(rows: list[dict[str, Any]]) -> dict[str, bool]:
+    """:data:`FIGURES` plus the rung probes every trained row of ``rows`` holds, in step order."""
+    trained = trained_rows(rows)
+    probes = [key for key in (trained[0] if trained else {}) if key.startswith(PROBE_PREFIX)
+              and all(r.get(key) is not None for r in trained)]
+    return {**FIGURES, **{key: False for key in sorted(probes, key=lambda k: int(k[len(PROBE_PREFIX):]))}}
 
 
 def trained_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -71,33 +82,43 @@ class Features:
 
 def _target(rows: list[dict[str, Any]], figure: str) -> np.ndarray:
     values = np.array([float(r[figure]) for r in rows])
-    return np.log(values) if FIGURES[figure] else values
+    return np.log(values) if FIGURES.get(figure, False) else values
 
 
 def cross_validate(space: Any, rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Held-out Spearman and Kendall rank correlation per figure, 5-fold (shuffled, seed 0):
-    every trained row predicted by a model that never saw it."""
+    """Held-out Spearman and Kendall rank correlation per figure (:func:`figures`), 5-fold
+    (shuffled, seed 0): every trained row predicted by a model that never saw it.  For each rung
+    probe also the Spearman of its loss against the final held-out loss, measured and predicted
+    (``rung_vs_final``): a surrogate whose rungs agree with its final loss more than the
+    measurements do would flatter early stopping."""
     from scipy.stats import kendalltau, spearmanr
     from sklearn.model_selection import KFold
 
     rows = trained_rows(rows)
     x = Features(space).of_rows(rows)
     out: dict[str, dict[str, float]] = {}
-    for figure in FIGURES:
+    held_out: dict[str, np.ndarray] = {}
+    for figure in figures(rows):
         y = _target(rows, figure)
         predicted = np.zeros(len(y))
         for train, test in KFold(FOLDS, shuffle=True, random_state=0).split(x):
             predicted[test] = _model().fit(x[train], y[train]).predict(x[test])
+        held_out[figure] = predicted
         out[figure] = {"spearman": float(spearmanr(predicted, y)[0]), "kendall": float(kendalltau(predicted, y)[0]),
                        "rows": len(y)}
+        if figure.startswith(PROBE_PREFIX):
+            out[figure]["rung_vs_final"] = {
+                "measured": float(spearmanr(y, _target(rows, "val_loss"))[0]),
+                "predicted": float(spearmanr(predicted, held_out["val_loss"])[0])}
     return out
 
 
 def fit_models(space: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """One fitted model per figure, on every trained row."""
+    """One fitted model per figure (:func:`figures`), on every trained row."""
+    wanted = figures(rows)
     rows = trained_rows(rows)
     x = Features(space).of_rows(rows)
-    return {figure: _model().fit(x, _target(rows, figure)) for figure in FIGURES}
+    return {figure: _model().fit(x, _target(rows, figure)) for figure in wanted}
 
 
 @dataclass
@@ -107,13 +128,16 @@ class SurrogateLookup:
 
     ``static`` counts parameters and MACs exactly (``nas.gate.static_costs``, cached by digest);
     ``timing`` and ``evaluate`` return the models' predictions.  Every evaluated point costs the
-    table's median steps and seconds (the replay reports trials, not seconds).
+    table's median steps and seconds (the replay reports trials, not seconds); with a rung layout
+    ``budget`` a point stopped at a rung costs the steps up to it (``_tabular.stopped_at_rung``,
+    over the predicted rung-probe losses).
     """
 
     space: Any
     models: dict[str, Any]
     no_skill: Any  # spec -> the no-skill scores (_tabular.no_skill_scores)
     typical: dict[str, Any]  # steps, train_seconds, eval_seconds of a typical trained point
+    budget: Any = None  # the replayed rung layout (its rungs among the probes the models predict)
     _features: Features | None = None
     _static: dict[str, dict[str, Any]] = field(default_factory=dict)
     _predicted: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -144,7 +168,7 @@ class SurrogateLookup:
             costs = self.static(spec)
             x = self._features.of([decision_values(self.space, spec)], [(costs["params"], costs["macs"])])
             self._predicted[digest] = {
-                figure: float(np.exp(value) if FIGURES[figure] else value)
+                figure: float(np.exp(value) if FIGURES.get(figure, False) else value)
                 for figure, model in self.models.items() for value in model.predict(x)
             }
         return self._predicted[digest]
@@ -174,11 +198,14 @@ class SurrogateLookup:
                            no_skill=self.no_skill, rule=rule, seed=0, budget_name=budget_name)
 
     def evaluate(self, spec: Any, *, rung_hook: Any = None, artifacts_dir: Any = None) -> Any:
-        """The predicted held-out loss and FID proxy as an evaluation result (no rungs: the
-        surrogate replays searches without early stopping)."""
+        """The predicted held-out loss and FID proxy as an evaluation result, or the PRUNED result
+        of the first rung of ``budget`` where ``rung_hook`` stops the predicted rung losses."""
         from evaluators.proxy import EvalResult
 
         figures = self.predict(spec)
+        stopped = stopped_at_rung(self.budget, figures, rung_hook)
+        if stopped is not None:
+            return stopped
         result = EvalResult(status="ok", val_loss=figures["val_loss"], fid_proxy=figures["fid_proxy"],
                             steps=int(self.typical["steps"]))
         result.train_seconds = self.typical["train_seconds"]

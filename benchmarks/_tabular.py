@@ -322,6 +322,24 @@ def no_skill_scores(space: Any, budget_name: str, *, device: str = "cpu") -> Any
     return functools.partial(scores, budget=table_budgets()[budget_name], context=context)
 
 
+def stopped_at_rung(budget: Any, losses: dict[str, Any], rung_hook: Any) -> Any:
+    """Run ``rung_hook`` at each rung of ``budget`` (the replayed rung layout; None: no rungs) with
+    the held-out loss ``losses`` holds at that step (:func:`probe_key`); the PRUNED
+    :class:`evaluators.proxy.EvalResult` of the first rung where it says stop (the steps up to it
+    spent), else None."""
+    from evaluators.proxy import EvalResult
+    from evaluators.training import rung_steps
+
+    for rung, step in enumerate(rung_steps(budget) if budget is not None else []):
+        if losses.get(probe_key(step)) is None:
+            raise SystemExit(f"error: the table holds no held-out loss at step {step}; its probes are at "
+                             f"{[k for k in losses if k.startswith('loss_at_step_')]}")
+        why = rung_hook(rung, step, losses[probe_key(step)]) if rung_hook is not None else None
+        if why:
+            return EvalResult(status="pruned", reason=f"stopped at rung {rung} (step {step}): {why}", steps=step)
+    return None
+
+
 @dataclass(frozen=True)
 class TableLookup:
     """The table in place of live measurement and training, for :class:`nas.trial_runner.TrialRunner`.
@@ -374,15 +392,9 @@ class TableLookup:
         row = self.rows.get(spec.digest())
         if row is None:
             return EvalResult(status="error", reason="not in the table")
-        from evaluators.training import rung_steps
-
-        for rung, step in enumerate(rung_steps(self.budget) if self.budget is not None else []):
-            if row.get(probe_key(step)) is None:
-                raise SystemExit(f"error: the table holds no held-out loss at step {step}; its probes are at "
-                                 f"{[k for k in row if k.startswith('loss_at_step_')]}")
-            why = rung_hook(rung, step, row[probe_key(step)]) if rung_hook is not None else None
-            if why:
-                return EvalResult(status="pruned", reason=f"stopped at rung {rung} (step {step}): {why}", steps=step)
+        stopped = stopped_at_rung(self.budget, row, rung_hook)
+        if stopped is not None:
+            return stopped
         result = EvalResult(status=row["status"], reason=str(row.get("reason") or ""), val_loss=row.get("val_loss"),
                             fid_proxy=row.get("fid_proxy"), steps=int(row.get("steps") or 0))
         result.train_seconds = float(row.get("train_seconds") or 0.0)

@@ -3,6 +3,7 @@
     python benchmarks/light_benchmark.py build --size cpu               # hours on 2 CPU cores; resumable
     python benchmarks/light_benchmark.py build --size cpu --points 300  # grows the same draw
     python benchmarks/light_benchmark.py replay --size cpu              # samplers on its surrogate
+    python benchmarks/light_benchmark.py stopping --size cpu            # early stopping on it
 
 ``benchmarks/sampler_efficiency.py`` replays samplers on every point of a 72-point sub-space
 with 5 decisions, at a 30-step recipe where width decides most of the front; samplers can
@@ -27,16 +28,24 @@ sampler's result counts only for objectives whose held-out Spearman is at least 
 (:data:`MIN_SPEARMAN`); the JSON says which do.  Written to ``--out``: ``surrogate_replay.json``
 and ``surrogate_replay.png``.
 
+``stopping`` replays random search and the default sampler on the same surrogate without early
+stopping and with each rung layout of ``_replay.STOPPING`` (the surrogate predicts the held-out
+loss at the table's rung probes too; its held-out Spearman per probe, and how well the probes
+rank against the final loss measured and predicted, are in the JSON), and reports the training
+steps, evaluation seconds and hypervolume with and without: ``early_stopping.json`` and
+``early_stopping.png``.
+
 Sizes: ``quick`` draws 3 feasible points at the smoke budget into ``--out`` and replays 1 seed
 x 12 trials on the committed table (the test; seconds); ``cpu`` builds 200 feasible points at
 the ``cpu`` budget (the committed table, ``results/benchmarks/light_benchmark/table.csv``) and
 replays 100 trials x 20 seeds, 5 seeds for ``gp`` (its proposals fit a GP each trial: seconds
-apiece on 2 cores).
+apiece on 2 cores); ``stopping`` replays 1 seed x 12 trials (quick) or 100 trials x 10 seeds.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import sys
 from dataclasses import dataclass
@@ -45,11 +54,24 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, output_dir, shown_path, write_result
-from _replay import Run, plot_curves, quiet, replay_one, summarise_runs, trials_to_reach
+from _replay import (
+    STOPPING,
+    Run,
+    early_markdown,
+    early_summary,
+    layout_rule,
+    plot_curves,
+    plot_early,
+    quiet,
+    replay_one,
+    summarise_runs,
+    trials_to_reach,
+)
 from _surrogate import SurrogateLookup, cross_validate
-from _tabular import REFERENCE, Table, build_table, drawn_points, no_skill_scores, read_table
+from _tabular import REFERENCE, Table, build_table, drawn_points, no_skill_scores, read_table, table_budgets
 
 from nas.cli import positive_int
+from nas.samplers import DEFAULT_SAMPLER
 
 NAME = "light_benchmark"
 SPACE = REPO / "search_spaces" / "light.yaml"
@@ -68,11 +90,12 @@ class Size:
     trials: int  # replay trials per search
     seeds: int  # replay seeds per sampler
     gp_seeds: int  # fewer for Optuna's GPSampler: it fits a GP for each proposal
+    stopping_seeds: int  # seeds per sampler and rung layout of the early-stopping replay
 
 
 SIZES = {
-    "quick": Size(budget="smoke", points=3, throughput_rounds=2, trials=12, seeds=1, gp_seeds=1),
-    "cpu": Size(budget="cpu", points=200, throughput_rounds=3, trials=100, seeds=20, gp_seeds=5),
+    "quick": Size(budget="smoke", points=3, throughput_rounds=2, trials=12, seeds=1, gp_seeds=1, stopping_seeds=1),
+    "cpu": Size(budget="cpu", points=200, throughput_rounds=3, trials=100, seeds=20, gp_seeds=5, stopping_seeds=10),
 }
 
 
@@ -123,7 +146,7 @@ def replay(args: argparse.Namespace) -> int:
         print(f"surrogate {figure:>10}: held-out Spearman {c['spearman']:.3f}, Kendall {c['kendall']:.3f}", flush=True)
     trials = args.trials or size.trials
     names = args.samplers or list(SAMPLER_ORDER)
-    jobs = [(name, seed, trials) for name in names
+    jobs = [(name, seed, trials, None) for name in names
             for seed in range(args.seeds or (size.gp_seeds if name == "gp" else size.seeds))]
     results = _run_jobs(jobs, table_path, args.jobs)
     samplers: dict[str, Any] = {}
@@ -186,19 +209,25 @@ def _start_worker(table_path: str) -> None:
                    lookup=SurrogateLookup.fit(space, rows, no_skill=no_skill_scores(space, table.budget_name)))
 
 
-def _replay_job(job: tuple[str, int, int]) -> tuple[tuple[str, int, int], Run, float, int]:
+Job = tuple[str, int, int, str | None]  # sampler, seed, trials, rung layout of STOPPING (None: no stopping)
+
+
+def _replay_job(job: Job) -> tuple[Job, Run, float, int]:
     import time
 
-    name, seed, trials = job
-    lookup = _WORKER["lookup"]
+    name, seed, trials, layout = job
+    table = _WORKER["table"]
+    budget, rule = layout_rule(layout, table_budgets()[table.budget_name])
+    # The same caches (exact static costs, predictions) under another rung layout.
+    lookup = dataclasses.replace(_WORKER["lookup"], budget=budget)
     before, begun = len(lookup._static), time.perf_counter()
-    run = replay_one(_WORKER["space"], _WORKER["table"], lookup, name, seed, trials)
+    run = replay_one(_WORKER["space"], table, lookup, name, seed, trials, rule=rule)
     return job, run, time.perf_counter() - begun, len(lookup._static) - before
 
 
-def _run_jobs(jobs: list[tuple[str, int, int]], table_path: Path, processes: int) -> dict[Any, Any]:
-    """Every (sampler, seed, trials) replay, in ``processes`` worker processes (1: this one); the
-    result does not depend on how many."""
+def _run_jobs(jobs: list[Job], table_path: Path, processes: int) -> dict[Any, Any]:
+    """Every (sampler, seed, trials, layout) replay, in ``processes`` worker processes (1: this
+    one); the result does not depend on how many."""
     if processes == 1:
         _start_worker(str(table_path))
         done = [_replay_job(job) for job in jobs]
@@ -210,6 +239,76 @@ def _run_jobs(jobs: list[tuple[str, int, int]], table_path: Path, processes: int
             slow_first = sorted(jobs, key=lambda job: job[0] not in ("gp", "surrogate"))
             done = pool.map(_replay_job, slow_first, chunksize=1)
     return {job: (run, seconds, counted) for job, run, seconds, counted in done}
+
+
+def stopping(args: argparse.Namespace) -> int:
+    """Replay random search and the default sampler on the surrogate without early stopping and
+    with each rung layout; report steps, seconds and hypervolume kept."""
+    import time
+
+    from nas.space import load_space
+
+    quiet()
+    size = SIZES[args.size]
+    out = output_dir(NAME, args.out)
+    space = load_space(SPACE)
+    table_path = Path(args.table) if args.table else COMMITTED
+    rows = read_table(table_path)
+    if not rows:
+        raise SystemExit(f"error: no table at {table_path}; run `build` first (or pass --table)")
+    started = time.perf_counter()
+    table = Table.load(rows, space)
+    correlation = cross_validate(space, rows)
+    for figure, c in correlation.items():
+        versus = c.get("rung_vs_final")
+        extra = (f"; against the final loss {versus['measured']:.3f} measured, {versus['predicted']:.3f} predicted"
+                 if versus else "")
+        print(f"surrogate {figure:>16}: held-out Spearman {c['spearman']:.3f}{extra}", flush=True)
+    trials, seeds = args.trials or size.trials, args.seeds or size.stopping_seeds
+    names = args.samplers or ["random", DEFAULT_SAMPLER]
+    layouts: list[str | None] = [None, *STOPPING]
+    jobs: list[Job] = [(name, seed, trials, layout) for name in names for layout in layouts for seed in range(seeds)]
+    results = _run_jobs(jobs, table_path, args.jobs)
+    runs = {(name, layout): [results[(name, seed, trials, layout)][0] for seed in range(seeds)]
+            for name in names for layout in layouts}
+    early = {layout: {name: early_summary(runs[(name, None)], runs[(name, layout)]) for name in names}
+             for layout in STOPPING}
+    plain = {name: summarise_runs(runs[(name, None)]) for name in names}
+    for layout, by_sampler in early.items():
+        for name, e in by_sampler.items():
+            print(f"{name:>9} + {layout}: {e['steps_with_share']['mean']:.1%} of the steps, "
+                  f"{e['hv_kept']['mean']:.1%} of the hypervolume", flush=True)
+    payload = {
+        "size": args.size, "space": str(SPACE.relative_to(REPO)), "table": shown_path(table_path),
+        "trained_rows": correlation["val_loss"]["rows"],
+        "surrogate": {"held_out": correlation, "folds": 5},
+        "budget": table_budgets()[table.budget_name].to_dict(),
+        "trials": trials, "seeds": list(range(seeds)), "samplers": names,
+        "plain": {name: {"final": s["final"], "curve_mean": s["curve"]["mean"], "states": s["states"]}
+                  for name, s in plain.items()},
+        "early_stopping": {"layouts": {k: {**v, "rungs": list(v["rungs"]) if v["rungs"] else None}
+                                       for k, v in STOPPING.items()}, "replays": early},
+        "jobs": args.jobs, "replay_seconds": time.perf_counter() - started,
+    }
+    write_result(out / "early_stopping.json", payload)
+    _plot_early(plain, early, seeds, out / "early_stopping.png")
+    print("\n".join(early_markdown(early)))
+    return 0
+
+
+def _plot_early(plain: dict[str, Any], early: dict[str, Any], seeds: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.6), dpi=110)
+    colours = dict(zip(SAMPLER_ORDER, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    plot_early(ax, {name: s["curve"]["mean"] for name, s in plain.items()}, early, colours)
+    ax.set_title(f"light.yaml surrogate: early stopping, mean over {seeds} seeds", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def markdown(samplers: dict[str, Any], trials: int) -> str:
@@ -266,6 +365,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="keep the other samplers' results of the existing surrogate_replay.json (same table and "
                           "trial count) and replace only those replayed")
     sub.set_defaults(func=replay)
+    sub = commands.add_parser("stopping", help=stopping.__doc__)
+    sub.add_argument("--size", choices=list(SIZES), default="cpu")
+    sub.add_argument("--out", default=None, help=f"output folder (default results/benchmarks/{NAME})")
+    sub.add_argument("--table", default=None, help="table CSV (default the committed one)")
+    sub.add_argument("--trials", type=positive_int, default=None, help="trials per search (default by size)")
+    sub.add_argument("--seeds", type=positive_int, default=None, help="seeds 0..S-1 per sampler and layout")
+    sub.add_argument("--jobs", type=positive_int, default=1, help="worker processes (the result is the same)")
+    sub.add_argument("--samplers", nargs="+", choices=SAMPLER_ORDER, default=None,
+                     help=f"samplers to replay (default random and the default sampler, {DEFAULT_SAMPLER})")
+    sub.set_defaults(func=stopping)
     return parser
 
 

@@ -45,7 +45,6 @@ budgets) is ``benchmarks/_tabular.py``; this file is the command line, the repla
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from dataclasses import dataclass
@@ -56,7 +55,20 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, output_dir, shown_path, write_result
-from _replay import Run, plot_curves, quiet, replay_one, stats, summarise_runs, trials_to_reach
+from _replay import (
+    STOPPING,
+    Run,
+    early_markdown,
+    early_summary,
+    layout_rule,
+    plot_curves,
+    plot_early,
+    quiet,
+    replay_one,
+    stats,
+    summarise_runs,
+    trials_to_reach,
+)
 from _tabular import (
     REFERENCE,
     SPACE,
@@ -74,11 +86,6 @@ from nas.cli import positive_int
 NAME = "sampler_efficiency"
 SAMPLER_ORDER = ("random", "nsga2", "tpe", "evolution", "rl", "local", "surrogate", "gp")
 PRUNED_SAMPLERS = ("random", "evolution", "tpe")  # random, our evolution, the default
-# The early-stopping layouts replayed: a rule of nas.scheduling, its rungs and eta.
-STOPPING = {
-    "pareto": {"rule": "pareto", "rungs": (0.25, 0.5), "eta": 3.0},  # the search's rule before
-    "halving": {"rule": "halving", "rungs": None, "eta": 3.0},  # the default now: rungs 1/9, 1/3
-}
 
 
 @dataclass(frozen=True)
@@ -117,12 +124,7 @@ def exact_replay(space: Any, table: Table, sampler: str, seed: int, trials: int,
                  no_skill: Any) -> Run:
     """One replay answered from the table, stopped early by the layout ``stopping`` of
     :data:`STOPPING` (None: no early stopping)."""
-    from nas.scheduling import make_rule
-
-    layout = STOPPING[stopping] if stopping else None
-    budget = dataclasses.replace(table_budgets()[table.budget_name], rungs=layout["rungs"],
-                                 eta=layout["eta"]) if layout else None
-    rule = make_rule(layout["rule"], eta=layout["eta"]) if layout else None
+    budget, rule = layout_rule(stopping, table_budgets()[table.budget_name])
     lookup = TableLookup(table.rows, no_skill=no_skill, budget=budget)
     return replay_one(space, table, lookup, sampler, seed, trials, rule=rule)
 
@@ -178,7 +180,7 @@ def replay(args: argparse.Namespace) -> int:
         for name in [n for n in PRUNED_SAMPLERS if n in samplers]:
             pruned = [exact_replay(space, table, name, seed, trials, stopping=layout, no_skill=no_skill)
                       for seed in seeds]
-            early[layout][name] = e = _early_summary(runs[name], pruned)
+            early[layout][name] = e = early_summary(runs[name], pruned)
             print(f"{name:>9} + {layout}: steps {e['steps_without']['mean']:.0f} -> {e['steps_with']['mean']:.0f} "
                   f"({e['steps_with_share']['mean']:.1%} of no stopping), final HV share "
                   f"{e['hv_without']['mean']:.3f} -> {e['hv_with']['mean']:.3f} "
@@ -216,47 +218,6 @@ def replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _early_summary(plain: list[Run], pruned: list[Run]) -> dict[str, Any]:
-    without = np.array([r.steps for r in plain], dtype=float)
-    with_ = np.array([r.steps for r in pruned], dtype=float)
-    share = np.where(without > 0, with_ / np.where(without > 0, without, 1.0), 1.0)
-    pruned_counts = np.array([r.states.get("pruned", 0) for r in pruned], dtype=float)
-    hv_plain = np.array([r.hv_share[-1] for r in plain])
-    hv_pruned = np.array([r.hv_share[-1] for r in pruned])
-    return {
-        "steps_without": stats(without), "steps_with": stats(with_), "steps_with_share": stats(share),
-        "steps_saved_share": stats(1.0 - share),
-        "train_seconds_without": stats(np.array([r.train_seconds for r in plain])),
-        "train_seconds_with": stats(np.array([r.train_seconds for r in pruned])),
-        "eval_seconds_without": stats(np.array([r.eval_seconds for r in plain])),
-        "eval_seconds_with": stats(np.array([r.eval_seconds for r in pruned])),
-        "hv_without": stats(hv_plain),
-        "hv_with": stats(hv_pruned),
-        # The stopped searches' final share over the plain ones' (both means over the seeds).
-        "hv_kept": {"mean": float(hv_pruned.mean() / hv_plain.mean()) if hv_plain.mean() > 0 else 0.0},
-        "hv_cost": stats(np.array([a.hv_share[-1] - b.hv_share[-1] for a, b in zip(plain, pruned, strict=True)])),
-        # Equal compute: the plain run's share after its last trial within the stopped run's steps.
-        "hv_without_at_equal_steps": stats(np.array([_at_steps(a, b.steps)
-                                                      for a, b in zip(plain, pruned, strict=True)])),
-        "pruned_trials": stats(pruned_counts),
-        "curve_with": [float(x) for x in np.array([r.hv_share for r in pruned]).mean(axis=0)],
-        "cum_steps_without": [float(x) for x in np.array([r.cum_steps for r in plain]).mean(axis=0)],
-        "cum_steps_with": [float(x) for x in np.array([r.cum_steps for r in pruned]).mean(axis=0)],
-        # Per seed, so a replay of fewer seeds can be checked against these (tests/test_benchmark_replay_pin.py).
-        "per_seed": {"steps_with": [int(r.steps) for r in pruned], "hv_with": [float(x) for x in hv_pruned]},
-    }
-
-
-def _at_steps(run: Run, steps: int) -> float:
-    """``run``'s hypervolume share after the last trial whose cumulative steps fit in ``steps``."""
-    share = 0.0
-    for hv, spent in zip(run.hv_share, run.cum_steps, strict=True):
-        if spent > steps:
-            break
-        share = hv
-    return share
-
-
 def markdown(samplers: dict[str, Any], early: dict[str, Any], trials: int, seeds: int) -> str:
     """The README rows: HV share at N trials, trials to reach random's final share, early stopping."""
     header = (f"| sampler | HV share at {trials} trials (mean ± std, {seeds} seeds) | min-max | "
@@ -267,17 +228,7 @@ def markdown(samplers: dict[str, Any], early: dict[str, Any], trials: int, seeds
         lines.append(f"| `{name}` | {s['final']['mean']:.3f} ± {s['final']['std']:.3f} | "
                      f"{s['final']['min']:.3f}-{s['final']['max']:.3f} | "
                      f"{reach if reach is not None else 'not reached'} |")
-    header = ("| rule | sampler | training steps: none → with | share of no stopping | evaluation s: none → with | "
-              "trials stopped | HV share: none → with | HV kept | HV share of no stopping at the steps spent |")
-    lines += ["", header, "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for layout, by_sampler in early.items():
-        for name, e in by_sampler.items():
-            lines.append(
-                f"| `{layout}` | `{name}` | {e['steps_without']['mean']:.0f} → {e['steps_with']['mean']:.0f} | "
-                f"{e['steps_with_share']['mean']:.1%} | {e['eval_seconds_without']['mean']:.0f} → "
-                f"{e['eval_seconds_with']['mean']:.0f} | {e['pruned_trials']['mean']:.1f} | "
-                f"{e['hv_without']['mean']:.3f} → {e['hv_with']['mean']:.3f} | {e['hv_kept']['mean']:.1%} | "
-                f"{e['hv_without_at_equal_steps']['mean']:.3f} |")
+    lines += ["", *early_markdown(early)]
     return "\n".join(lines)
 
 
@@ -293,19 +244,8 @@ def plot(samplers: dict[str, Any], early: dict[str, Any], target: float, trials:
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.6), dpi=110)
     colours = dict(zip(SAMPLER_ORDER, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
     plot_curves(ax, samplers, target, seeds, colours)
-    styles = dict(zip(early, (":", "--", "-."), strict=False))
-    for name in next(iter(early.values())):
-        first = next(iter(early.values()))[name]
-        ax2.plot(first["cum_steps_without"], samplers[name]["curve"]["mean"], color=colours.get(name),
-                 label=f"{name}, no stopping")
-        for layout, by_sampler in early.items():
-            e = by_sampler[name]
-            ax2.plot(e["cum_steps_with"], e["curve_with"], color=colours.get(name), linestyle=styles[layout],
-                     label=f"{name} + {layout} ({e['steps_with_share']['mean']:.0%} of the steps)")
-    ax2.set_xlabel("training steps spent (mean over seeds, one point per trial)")
-    ax2.set_ylabel("hypervolume share (mean)")
-    ax2.set_title("early stopping at the rungs")
-    ax2.legend(fontsize=8, loc="lower right")
+    plot_early(ax2, {name: samplers[name]["curve"]["mean"] for name in next(iter(early.values()))}, early,
+               colours)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

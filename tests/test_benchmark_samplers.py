@@ -132,7 +132,11 @@ def test_light_benchmark_surrogate_replay_quick(tmp_path: Path) -> None:
     assert (tmp_path / "surrogate_replay.png").stat().st_size > 0
     data = json.loads((tmp_path / "surrogate_replay.json").read_text())
     held_out = data["surrogate"]["held_out"]
-    assert list(held_out) == ["val_loss", "fid_proxy", "throughput", "latency_ms"]
+    # The objectives and latency, then the held-out loss at each of the table's rung probes.
+    probes = ["loss_at_step_6", "loss_at_step_11", "loss_at_step_25", "loss_at_step_33", "loss_at_step_50"]
+    assert list(held_out) == ["val_loss", "fid_proxy", "throughput", "latency_ms", *probes]
+    for probe in probes:
+        assert set(held_out[probe]["rung_vs_final"]) == {"measured", "predicted"}
     for figure in held_out.values():
         assert -1.0 <= figure["spearman"] <= 1.0 and -1.0 <= figure["kendall"] <= 1.0
         assert figure["rows"] == data["trained_rows"] > 100  # the committed table's trained points
@@ -146,3 +150,30 @@ def test_light_benchmark_surrogate_replay_quick(tmp_path: Path) -> None:
         assert isinstance(summary["above_random_by_more_than_its_spread"], bool)
     rows = [line for line in proc.stdout.splitlines() if line.startswith("|")]
     assert len(rows) == 2 + len(SAMPLERS)
+
+
+@pytest.mark.slow
+def test_light_benchmark_stopping_quick(tmp_path: Path) -> None:
+    """The early-stopping replay on the light surrogate: random search and the default sampler,
+    without stopping and with each rung layout; a stopped trial spends fewer steps, so no layout
+    spends more than no stopping, and the stopped trials are counted."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "benchmarks/light_benchmark.py", "stopping", "--size", "quick",
+                           "--out", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "early_stopping.png").stat().st_size > 0
+    data = json.loads((tmp_path / "early_stopping.json").read_text())
+    assert data["samplers"] == ["random", "tpe"] and data["trials"] == 12
+    replays = data["early_stopping"]["replays"]
+    assert list(replays) == ["pareto", "halving"]
+    for by_sampler in replays.values():
+        for e in by_sampler.values():
+            assert set(e) == EARLY_KEYS
+            assert e["steps_with"]["mean"] <= e["steps_without"]["mean"]
+            assert len(e["curve_with"]) == 12
+    # At 12 trials halving stops something for at least one of the two samplers (the first
+    # candidate at a rung is never stopped, the second on is judged).
+    assert any(e["pruned_trials"]["mean"] > 0 for e in replays["halving"].values())
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("|")]
+    assert len(rows) == 2 + 2 * 2

@@ -7,9 +7,12 @@ children of the current members (mutations of one to three decisions of a front 
 after a uniform crossover with a second member, a few uniform draws for exploration), (2) fits a
 random forest (scikit-learn) from the decisions (:class:`~nas.samplers.encoding.DecisionEncoder`)
 to the objectives of the feasible completed trials, and, where the study has infeasible ones,
-a classifier of feasibility, and (3) evaluates the child whose optimistic prediction (mean minus
-``exploration`` times the spread over the trees) adds most hypervolume to the current front, or
-when none adds any, the one closest to it (additive epsilon).  This is the model-ranked mutation
+a classifier of feasibility, and where early stopping has stopped some, a classifier of
+reaching the end of training (a stopped trial has no objectives to fit, but it says where not
+to look), and (3) evaluates the child whose optimistic prediction (mean minus ``exploration``
+times the spread over the trees) adds most hypervolume to the current front, or when none adds
+any, the one closest to it (additive epsilon); a child either classifier gives less than even
+odds is evaluated only when no other is left.  This is the model-ranked mutation
 step of BANANAS (White, Neiswanger, Savani, AAAI 2021) and of surrogate-assisted evolution
 (Sun et al., 2019), for several objectives.
 
@@ -94,9 +97,13 @@ class SurrogateSampler(PlannedSampler):
         mean, spread = self._predict(encoder.encode([t.params for t in members.trials]),
                                      (members.values - lo) / span, features, rng)
         scores = _gains(mean - self._exploration * spread, (members.values[members.ranks == 0] - lo) / span)
-        feasible = self._feasibility(trials, encoder, features, rng)
-        if feasible is not None and (feasible >= 0.5).any():
-            scores = np.where(feasible >= 0.5, scores, -np.inf)  # likely infeasible: last resort only
+        # Likely infeasible, then likely stopped at a rung: last resort only.  Without the second,
+        # early stopping hides its verdicts from the model (which fits completed trials only) and
+        # the sampler keeps proposing children like the ones just stopped.
+        for labelled in (_feasibility_labels(trials), _survival_labels(trials)):
+            likely = self._probability(labelled, encoder, features, rng)
+            if likely is not None and (likely >= 0.5).any():
+                scores = np.where(likely >= 0.5, scores, -np.inf)
         return candidates[int(np.argmax(scores))]
 
     # -- internals ---------------------------------------------------------------------------
@@ -140,18 +147,30 @@ class SurrogateSampler(PlannedSampler):
         per_tree = np.stack([tree.tree_.predict(x32).reshape(len(candidates), -1) for tree in forest.estimators_])
         return per_tree.mean(axis=0), per_tree.std(axis=0)
 
-    def _feasibility(self, trials: Sequence[FrozenTrial], encoder: DecisionEncoder, candidates: np.ndarray,
-                     rng: np.random.Generator) -> np.ndarray | None:
-        """Each candidate's predicted probability of meeting the constraints (None: nothing to learn)."""
+    def _probability(self, labelled: list[tuple[FrozenTrial, bool]], encoder: DecisionEncoder,
+                     candidates: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+        """Each candidate's predicted probability of the label True, from a forest over the
+        ``(trial, label)`` pairs (None: one label only, nothing to learn)."""
         from sklearn.ensemble import RandomForestClassifier
 
-        judged = [t for t in trials if t.state == TrialState.COMPLETE and t.params]
-        labels = np.array([is_feasible(t) for t in judged])
+        labels = np.array([label for _, label in labelled], dtype=bool)
         if labels.all() or not labels.any():
-            return None
+            return None  # draws nothing from rng: a study without stopped trials proposes as before
         forest = RandomForestClassifier(n_estimators=self._n_trees, random_state=int(rng.integers(2**31 - 1)),
-                                        n_jobs=1).fit(encoder.encode([t.params for t in judged]), labels)
+                                        n_jobs=1).fit(encoder.encode([t.params for t, _ in labelled]), labels)
         return forest.predict_proba(candidates)[:, list(forest.classes_).index(True)]
+
+
+def _feasibility_labels(trials: Sequence[FrozenTrial]) -> list[tuple[FrozenTrial, bool]]:
+    """Completed trials, labelled by whether they met the space's constraints."""
+    return [(t, is_feasible(t)) for t in trials if t.state == TrialState.COMPLETE and t.params]
+
+
+def _survival_labels(trials: Sequence[FrozenTrial]) -> list[tuple[FrozenTrial, bool]]:
+    """Trials that passed the constraints and were trained, labelled by whether they reached the
+    end (COMPLETE) or were stopped at a rung (PRUNED)."""
+    return [(t, t.state == TrialState.COMPLETE) for t in trials
+            if t.params and t.state in (TrialState.COMPLETE, TrialState.PRUNED) and is_feasible(t)]
 
 
 def _gains(points: np.ndarray, front: np.ndarray) -> np.ndarray:
