@@ -220,10 +220,11 @@ def plot_early(ax: Any, plain_curves: dict[str, list[float]], early: dict[str, d
     stopping (``plain_curves``) and with each layout of ``early`` (:func:`early_summary`'s)."""
     styles = dict(zip(early, (":", "--", "-."), strict=False))
     for name, curve in plain_curves.items():
-        first = next(iter(early.values()))[name]
-        ax.plot(first["cum_steps_without"], curve, color=colours.get(name), label=f"{name}, no stopping")
-        for layout, by_sampler in early.items():
-            e = by_sampler[name]
+        replayed = [(layout, by_sampler[name]) for layout, by_sampler in early.items() if name in by_sampler]
+        if not replayed:
+            continue
+        ax.plot(replayed[0][1]["cum_steps_without"], curve, color=colours.get(name), label=f"{name}, no stopping")
+        for layout, e in replayed:
             ax.plot(e["cum_steps_with"], e["curve_with"], color=colours.get(name), linestyle=styles[layout],
                     label=f"{name} + {layout} ({e['steps_with_share']['mean']:.0%} of the steps)")
     ax.set_xlabel("training steps spent (mean over seeds, one point per trial)")

@@ -45,7 +45,6 @@ apiece on 2 cores); ``stopping`` replays 1 seed x 12 trials (quick) or 100 trial
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as _dt
 import sys
 from dataclasses import dataclass
@@ -54,27 +53,24 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, output_dir, shown_path, write_result
+from _light_jobs import SPACE, Job, run_jobs
 from _replay import (
     STOPPING,
-    Run,
     early_markdown,
     early_summary,
-    layout_rule,
     plot_curves,
     plot_early,
     quiet,
-    replay_one,
     summarise_runs,
     trials_to_reach,
 )
-from _surrogate import SurrogateLookup, cross_validate
-from _tabular import REFERENCE, Table, build_table, drawn_points, no_skill_scores, read_table, table_budgets
+from _surrogate import cross_validate
+from _tabular import REFERENCE, Table, build_table, drawn_points, read_table, table_budgets
 
 from nas.cli import positive_int
 from nas.samplers import DEFAULT_SAMPLER
 
 NAME = "light_benchmark"
-SPACE = REPO / "search_spaces" / "light.yaml"
 COMMITTED = REPO / "results" / "benchmarks" / NAME / "table.csv"
 SAMPLER_ORDER = ("random", "nsga2", "tpe", "evolution", "rl", "local", "surrogate", "gp")
 MIN_SPEARMAN = 0.8  # a replayed result counts for an objective the surrogate ranks at least this well
@@ -111,18 +107,19 @@ def build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _earlier_samplers(path: Path, trials: int, table_path: Path) -> dict[str, Any]:
-    """The samplers' results of an earlier replay into the same folder, when it replayed the same
-    table for as many trials (else nothing: they would not be comparable)."""
+def _earlier(path: Path, trials: int, table_path: Path, **same: Any) -> dict[str, Any]:
+    """An earlier result in the same folder, when it replayed the same table for as many trials
+    (and has the values ``same`` names; else nothing: it would not be comparable)."""
     from nas.readers import read_json
 
     if not path.is_file():
         return {}
     earlier = read_json(path)
-    if earlier.get("trials") != trials or earlier.get("table") != shown_path(table_path):
-        print(f"note: {path} replayed another table or trial count; not merged", flush=True)
+    if (earlier.get("trials") != trials or earlier.get("table") != shown_path(table_path)
+            or any(earlier.get(key) != value for key, value in same.items())):
+        print(f"note: {path} replayed another table, trial count or seeds; not merged", flush=True)
         return {}
-    return dict(earlier.get("samplers", {}))
+    return earlier
 
 
 def replay(args: argparse.Namespace) -> int:
@@ -148,10 +145,10 @@ def replay(args: argparse.Namespace) -> int:
     names = args.samplers or list(SAMPLER_ORDER)
     jobs = [(name, seed, trials, None) for name in names
             for seed in range(args.seeds or (size.gp_seeds if name == "gp" else size.seeds))]
-    results = _run_jobs(jobs, table_path, args.jobs)
+    results = run_jobs(jobs, table_path, args.jobs)
     samplers: dict[str, Any] = {}
     if args.merge:  # the samplers not replayed now keep their earlier figures
-        samplers = _earlier_samplers(out / "surrogate_replay.json", trials, table_path)
+        samplers = dict(_earlier(out / "surrogate_replay.json", trials, table_path).get("samplers", {}))
     for name in names:
         mine = [results[job] for job in jobs if job[0] == name]
         runs = [run for run, _, _ in mine]
@@ -190,57 +187,6 @@ def replay(args: argparse.Namespace) -> int:
     return 0
 
 
-# One lookup per worker process: fitted once, its caches (exact static costs, predictions) shared
-# by the worker's replays.
-_WORKER: dict[str, Any] = {}
-
-
-def _start_worker(table_path: str) -> None:
-    import torch
-
-    from nas.space import load_space
-
-    quiet()
-    torch.set_num_threads(1)  # the workers share the cores; static costs run one small forward each
-    space = load_space(SPACE)
-    rows = read_table(Path(table_path))
-    table = Table.load(rows, space)
-    _WORKER.update(space=space, table=table,
-                   lookup=SurrogateLookup.fit(space, rows, no_skill=no_skill_scores(space, table.budget_name)))
-
-
-Job = tuple[str, int, int, str | None]  # sampler, seed, trials, rung layout of STOPPING (None: no stopping)
-
-
-def _replay_job(job: Job) -> tuple[Job, Run, float, int]:
-    import time
-
-    name, seed, trials, layout = job
-    table = _WORKER["table"]
-    budget, rule = layout_rule(layout, table_budgets()[table.budget_name])
-    # The same caches (exact static costs, predictions) under another rung layout.
-    lookup = dataclasses.replace(_WORKER["lookup"], budget=budget)
-    before, begun = len(lookup._static), time.perf_counter()
-    run = replay_one(_WORKER["space"], table, lookup, name, seed, trials, rule=rule)
-    return job, run, time.perf_counter() - begun, len(lookup._static) - before
-
-
-def _run_jobs(jobs: list[Job], table_path: Path, processes: int) -> dict[Any, Any]:
-    """Every (sampler, seed, trials, layout) replay, in ``processes`` worker processes (1: this
-    one); the result does not depend on how many."""
-    if processes == 1:
-        _start_worker(str(table_path))
-        done = [_replay_job(job) for job in jobs]
-    else:
-        import multiprocessing
-
-        with multiprocessing.get_context("spawn").Pool(processes, _start_worker, (str(table_path),)) as pool:
-            # The model-based samplers' replays take longest: handed out first, they do not finish last.
-            slow_first = sorted(jobs, key=lambda job: job[0] not in ("gp", "surrogate"))
-            done = pool.map(_replay_job, slow_first, chunksize=1)
-    return {job: (run, seconds, counted) for job, run, seconds, counted in done}
-
-
 def stopping(args: argparse.Namespace) -> int:
     """Replay random search and the default sampler on the surrogate without early stopping and
     with each rung layout; report steps, seconds and hypervolume kept."""
@@ -266,14 +212,27 @@ def stopping(args: argparse.Namespace) -> int:
         print(f"surrogate {figure:>16}: held-out Spearman {c['spearman']:.3f}{extra}", flush=True)
     trials, seeds = args.trials or size.trials, args.seeds or size.stopping_seeds
     names = args.samplers or ["random", DEFAULT_SAMPLER]
-    layouts: list[str | None] = [None, *STOPPING]
+    chosen = args.layouts or list(STOPPING)
+    layouts: list[str | None] = [None, *chosen]
     jobs: list[Job] = [(name, seed, trials, layout) for name in names for layout in layouts for seed in range(seeds)]
-    results = _run_jobs(jobs, table_path, args.jobs)
+    results = run_jobs(jobs, table_path, args.jobs)
     runs = {(name, layout): [results[(name, seed, trials, layout)][0] for seed in range(seeds)]
             for name in names for layout in layouts}
-    early = {layout: {name: early_summary(runs[(name, None)], runs[(name, layout)]) for name in names}
-             for layout in STOPPING}
-    plain = {name: summarise_runs(runs[(name, None)]) for name in names}
+    early: dict[str, dict[str, Any]] = {layout: {} for layout in chosen}
+    plain: dict[str, Any] = {}
+    if args.merge:  # the samplers (and layouts) not replayed now keep their earlier figures
+        earlier = _earlier(out / "early_stopping.json", trials, table_path, seeds=list(range(seeds)))
+        plain.update(earlier.get("plain", {}))
+        for layout, by_sampler in earlier.get("early_stopping", {}).get("replays", {}).items():
+            early.setdefault(layout, {}).update(by_sampler)
+    for name in names:
+        s = summarise_runs(runs[(name, None)])
+        plain[name] = {"final": s["final"], "curve_mean": s["curve"]["mean"], "states": s["states"]}
+        for layout in chosen:
+            early[layout][name] = early_summary(runs[(name, None)], runs[(name, layout)])
+    order = [n for n in SAMPLER_ORDER if n in plain]
+    plain = {n: plain[n] for n in order}
+    early = {layout: {n: by[n] for n in order if n in by} for layout, by in early.items()}
     for layout, by_sampler in early.items():
         for name, e in by_sampler.items():
             print(f"{name:>9} + {layout}: {e['steps_with_share']['mean']:.1%} of the steps, "
@@ -283,9 +242,8 @@ def stopping(args: argparse.Namespace) -> int:
         "trained_rows": correlation["val_loss"]["rows"],
         "surrogate": {"held_out": correlation, "folds": 5},
         "budget": table_budgets()[table.budget_name].to_dict(),
-        "trials": trials, "seeds": list(range(seeds)), "samplers": names,
-        "plain": {name: {"final": s["final"], "curve_mean": s["curve"]["mean"], "states": s["states"]}
-                  for name, s in plain.items()},
+        "trials": trials, "seeds": list(range(seeds)), "samplers": order, "replayed_now": names,
+        "plain": plain,
         "early_stopping": {"layouts": {k: {**v, "rungs": list(v["rungs"]) if v["rungs"] else None}
                                        for k, v in STOPPING.items()}, "replays": early},
         "jobs": args.jobs, "replay_seconds": time.perf_counter() - started,
@@ -304,7 +262,7 @@ def _plot_early(plain: dict[str, Any], early: dict[str, Any], seeds: int, path: 
 
     fig, ax = plt.subplots(figsize=(7, 4.6), dpi=110)
     colours = dict(zip(SAMPLER_ORDER, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
-    plot_early(ax, {name: s["curve"]["mean"] for name, s in plain.items()}, early, colours)
+    plot_early(ax, {name: s["curve_mean"] for name, s in plain.items()}, early, colours)
     ax.set_title(f"light.yaml surrogate: early stopping, mean over {seeds} seeds", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
@@ -374,6 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--jobs", type=positive_int, default=1, help="worker processes (the result is the same)")
     sub.add_argument("--samplers", nargs="+", choices=SAMPLER_ORDER, default=None,
                      help=f"samplers to replay (default random and the default sampler, {DEFAULT_SAMPLER})")
+    sub.add_argument("--layouts", nargs="+", choices=list(STOPPING), default=None,
+                     help="rung layouts to replay besides no stopping (default all)")
+    sub.add_argument("--merge", action="store_true",
+                     help="keep the other samplers' and layouts' results of the existing early_stopping.json (same "
+                          "table, trials and seeds) and replace only those replayed")
     sub.set_defaults(func=stopping)
     return parser
 

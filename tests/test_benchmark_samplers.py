@@ -177,3 +177,19 @@ def test_light_benchmark_stopping_quick(tmp_path: Path) -> None:
     assert any(e["pruned_trials"]["mean"] > 0 for e in replays["halving"].values())
     rows = [line for line in proc.stdout.splitlines() if line.startswith("|")]
     assert len(rows) == 2 + 2 * 2
+
+
+@pytest.mark.slow
+def test_tpe_startup_sweep_quick(tmp_path: Path) -> None:
+    """benchmarks/tpe_startup.py replays the registry's TPE with other start-up counts on the light
+    surrogate; the count changes the proposals (a start-up of 2 leaves uniform draws after 2 trials)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "benchmarks/tpe_startup.py", "--startups", "2", "10", "--seeds", "1",
+                           "--trials", "12", "--out", str(tmp_path)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((tmp_path / "tpe_startup.json").read_text())
+    assert list(data["startups"]) == ["2", "10"] and data["trials"] == 12
+    assert data["random_final_mean"] is None  # the committed replay is of 100 trials, not 12
+    curves = [data["startups"][n]["curve_mean"] for n in ("2", "10")]
+    assert all(len(c) == 12 for c in curves) and curves[0] != curves[1]

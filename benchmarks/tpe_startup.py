@@ -1,0 +1,88 @@
+"""How many uniform start-up trials the default sampler (Optuna's TPE) should draw, on the light benchmark.
+
+    python benchmarks/tpe_startup.py --jobs 2                 # start-up 3, 4, 5, 6, 10; 20 seeds x 100 trials
+    python benchmarks/tpe_startup.py --startups 5 10 --seeds 2 --trials 12 --out DIR   # quick
+
+Optuna's TPE draws 10 trials uniformly before its model is used; a NAS search of tens of trials
+spends a large share of itself there.  This replays the registry's ``tpe`` (multivariate,
+constant liar) with each start-up count on the light benchmark's surrogate, through the same
+study, trial runner and seeds as ``light_benchmark.py replay``, and reports per count the final
+hypervolume share, the share at a third of the trials and the first trial at which the mean over
+seeds reaches random search's final mean (from the committed ``surrogate_replay.json`` of the
+same trial count).  The registry's count was chosen with it, so its figure is flattered by the
+choice; the neighbouring counts show how much.  Writes ``tpe_startup.json`` under
+``results/benchmarks/light_benchmark/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, output_dir, write_result
+from _light_jobs import run_jobs
+from _replay import summarise_runs, trials_to_reach
+
+from nas.cli import positive_int
+from nas.readers import read_json
+from nas.samplers import SAMPLERS
+
+NAME = "light_benchmark"
+TABLE = REPO / "results" / "benchmarks" / NAME / "table.csv"
+STARTUPS = (3, 4, 5, 6, 10)
+
+
+def _variant(startup: int) -> str:
+    return f"tpe-startup{startup}"
+
+
+def _register(startups: range) -> None:
+    """Register ``tpe`` with each start-up count under its own name, in this process and (this
+    module being ``__main__``, which spawned workers import again) in every worker."""
+    from optuna.samplers import TPESampler
+
+    for startup in startups:
+        SAMPLERS[_variant(startup)] = lambda seed, n=startup: TPESampler(multivariate=True, constant_liar=True,
+                                                                       n_startup_trials=n, seed=seed)
+
+
+_register(range(1, 31))  # any count the command line may ask for
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--startups", nargs="+", type=positive_int, default=list(STARTUPS))
+    parser.add_argument("--seeds", type=positive_int, default=20)
+    parser.add_argument("--trials", type=positive_int, default=100)
+    parser.add_argument("--jobs", type=positive_int, default=1, help="worker processes (the result is the same)")
+    parser.add_argument("--out", default=None, help=f"output folder (default results/benchmarks/{NAME})")
+    args = parser.parse_args(argv)
+    if any(n > 30 for n in args.startups):
+        parser.error("--startups: at most 30")
+    random_path = REPO / "results" / "benchmarks" / NAME / "surrogate_replay.json"
+    committed = read_json(random_path)
+    target = committed["random_final_mean"] if committed.get("trials") == args.trials else None
+    jobs = [(_variant(n), seed, args.trials, None) for n in args.startups for seed in range(args.seeds)]
+    results = run_jobs(jobs, TABLE, args.jobs)
+    out: dict[str, Any] = {}
+    third = max(1, args.trials // 3)
+    for n in args.startups:
+        summary = summarise_runs([results[(_variant(n), seed, args.trials, None)][0] for seed in range(args.seeds)])
+        curve = summary["curve"]["mean"]
+        reach = trials_to_reach(curve, target) if target is not None else None
+        out[str(n)] = {"final": summary["final"], f"mean_at_trial_{third}": curve[third - 1],
+                       "trials_to_reach_random_final": reach, "curve_mean": curve}
+        print(f"start-up {n:>2}: final {summary['final']['mean']:.3f} +- {summary['final']['std']:.3f}, "
+              f"at trial {third} {curve[third - 1]:.3f}, reaches random's final mean at "
+              f"{reach if reach is not None else 'never'}", flush=True)
+    write_result(output_dir(NAME, args.out) / "tpe_startup.json",
+                 {"trials": args.trials, "seeds": list(range(args.seeds)), "random_final_mean": target,
+                  "random_from": str(random_path.relative_to(REPO)), "startups": out})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
