@@ -155,8 +155,10 @@ def test_light_benchmark_surrogate_replay_quick(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_light_benchmark_stopping_quick(tmp_path: Path) -> None:
     """The early-stopping replay on the light surrogate: random search and the default sampler,
-    without stopping and with each rung layout; a stopped trial spends fewer steps, so no layout
-    spends more than no stopping, and the stopped trials are counted."""
+    without stopping and with each rung layout.  Random search proposes the same candidates
+    whatever happened to earlier ones, so with it no layout spends more steps than no stopping (a
+    model-based sampler's proposals change with the stops, and can cost more); stopped trials
+    are counted."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "benchmarks/light_benchmark.py", "stopping", "--size", "quick",
                            "--out", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True,
@@ -170,8 +172,8 @@ def test_light_benchmark_stopping_quick(tmp_path: Path) -> None:
     for by_sampler in replays.values():
         for e in by_sampler.values():
             assert set(e) == EARLY_KEYS
-            assert e["steps_with"]["mean"] <= e["steps_without"]["mean"]
             assert len(e["curve_with"]) == 12
+        assert by_sampler["random"]["steps_with"]["mean"] <= by_sampler["random"]["steps_without"]["mean"]
     # At 12 trials halving stops something for at least one of the two samplers (the first
     # candidate at a rung is never stopped, the second on is judged).
     assert any(e["pruned_trials"]["mean"] > 0 for e in replays["halving"].values())
