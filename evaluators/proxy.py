@@ -5,7 +5,7 @@ same call serves the Optuna search, Ray Tune workers, ``nas.train`` and the benc
 never raises for a bad candidate: the result's ``status`` is one of
 
 * ``ok``: trained and scored;
-* ``pruned``: a rung hook stopped it (its rung values are kept);
+* ``pruned``: a rung hook stopped it (its rung values are kept; it is not scored further);
 * ``diverged``: the loss or gradient became NaN/inf (the step is in ``reason``);
 * ``oom``: out of memory even after one retry at half the batch size;
 * ``timeout``: the budget's wall-clock cap was reached;
@@ -227,13 +227,15 @@ def _run(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int, run
         result.distill_curve = [[step, loss] for step, loss in outcome.distill_curve]
         result.distill_loss = outcome.distill_curve[-1][1] if outcome.distill_curve else None
         result.teacher_seconds = teacher.seconds - teacher_before
-    if outcome.status not in ("ok", "pruned"):
+    if outcome.status != "ok":
+        # A stopped candidate reports its rungs' held-out losses, which is all the scheduler
+        # needed; scoring it on the full probe too would cost more than a rung (issue 14).
         return
     t0 = time.perf_counter()
     result.val_loss, result.val_loss_by_t = probe.loss(state.ema.model, diffusion, device=device,
                                                        precision=precision)
     result.scoring_seconds += time.perf_counter() - t0
-    if outcome.status == "pruned" or context.reference is None or budget.fid_samples == 0:
+    if context.reference is None or budget.fid_samples == 0:
         return
     if clock() > deadline:
         result.status, result.reason = "timeout", "compute-time cap reached before the FID proxy"
