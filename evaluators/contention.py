@@ -6,8 +6,9 @@ images/s with 2 threads on a quiet 2-core machine ran at 43 with one other busy 
 1 thread).  So:
 
 * :func:`choose_threads` picks torch's CPU threads from the cores actually free: the cores this
-  process may run on (its affinity, capped by ``OMP_NUM_THREADS``), less those other processes keep busy (sampled from
-  ``/proc/stat``), and never more than this worker's share when several workers split the
+  process may run on (its affinity, capped by ``OMP_NUM_THREADS``), less those other processes
+  keep busy (read from ``/proc/stat``; in a search, over the trial that just ran:
+  :class:`CoreLoad`), and never more than this worker's share when several workers split the
   machine; an explicit count (``--threads``) wins.  Every trial records the count it trained with.
 * :func:`compute_clock` is the clock of the evaluation's wall-clock cap: on the CPU the process's
   own CPU time per thread, so time lost waiting for a busy machine does not turn a candidate into
@@ -31,8 +32,8 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["REFERENCE_THREADS", "TIMING_THREADS", "available_cores", "busy_cores", "choose_threads", "compute_clock",
-           "core_share", "cpu_threads", "timing_threads"]
+__all__ = ["REFERENCE_THREADS", "TIMING_THREADS", "CoreLoad", "available_cores", "busy_cores", "choose_threads",
+           "compute_clock", "core_share", "cpu_threads", "timing_threads"]
 
 # CPU threads of a throughput measurement (see the module docstring).
 TIMING_THREADS = 1
@@ -66,25 +67,51 @@ def _cpu_jiffies() -> tuple[float, float] | None:
     return sum(fields), idle
 
 
-def busy_cores(sample_s: float = _SAMPLE_S) -> float | None:
-    """How many cores other processes keep busy, sampled over ``sample_s`` (None where unknown).
+class CoreLoad:
+    """How many cores other processes keep busy, read from ``/proc/stat`` over the time since the
+    previous reading.
 
-    The machine's busy time minus this process's own CPU time over the same interval.
+    A search reads it before every trial, so the window is the trial that just ran: no waiting,
+    and an average over the load the next trial most likely meets, where a fresh sample of
+    ``sample_s`` would both wait and catch a passing burst.  The first reading, or one sooner than
+    ``sample_s`` after the last, waits for the rest of ``sample_s``.
     """
-    before, own_before, wall = _cpu_jiffies(), time.process_time(), time.perf_counter()
-    if before is None:
-        return None
-    time.sleep(sample_s)
-    after = _cpu_jiffies()
-    if after is None:
-        return None
-    total, idle = after[0] - before[0], after[1] - before[1]
-    if total <= 0:
-        return 0.0
-    cores = os.cpu_count() or 1
-    machine_busy = (total - idle) / total * cores
-    own = (time.process_time() - own_before) / max(time.perf_counter() - wall, 1e-6)
-    return max(0.0, machine_busy - own)
+
+    def __init__(self, sample_s: float = _SAMPLE_S) -> None:
+        self.sample_s = sample_s
+        self._mark: tuple[tuple[float, float], float, float] | None = None
+
+    @staticmethod
+    def _read() -> tuple[tuple[float, float], float, float] | None:
+        jiffies = _cpu_jiffies()
+        return None if jiffies is None else (jiffies, time.process_time(), time.perf_counter())
+
+    def busy(self) -> float | None:
+        """Cores busy with other work since the last reading (None where unknown): the machine's
+        busy time minus this process's own CPU time over the same interval."""
+        before = self._mark if self._mark is not None else self._read()
+        if before is None:
+            return None
+        wait = self.sample_s - (time.perf_counter() - before[2])
+        if wait > 0:
+            time.sleep(wait)
+        after = self._read()
+        self._mark = after
+        if after is None:
+            return None
+        (total0, idle0), own0, wall0 = before
+        (total1, idle1), own1, wall1 = after
+        total, idle = total1 - total0, idle1 - idle0
+        if total <= 0:
+            return 0.0
+        machine_busy = (total - idle) / total * (os.cpu_count() or 1)
+        own = (own1 - own0) / max(wall1 - wall0, 1e-6)
+        return max(0.0, machine_busy - own)
+
+
+def busy_cores(sample_s: float = _SAMPLE_S) -> float | None:
+    """How many cores other processes keep busy, sampled over ``sample_s`` (None where unknown)."""
+    return CoreLoad(sample_s).busy()
 
 
 def core_share(workers: int) -> int:
@@ -92,13 +119,15 @@ def core_share(workers: int) -> int:
     return max(1, available_cores() // max(1, workers))
 
 
-def choose_threads(*, requested: int | None = None, workers: int = 1, sample_s: float = _SAMPLE_S) -> int:
-    """Torch CPU threads for the next candidate (see the module docstring)."""
+def choose_threads(*, requested: int | None = None, workers: int = 1, sample_s: float = _SAMPLE_S,
+                   load: CoreLoad | None = None) -> int:
+    """Torch CPU threads for the next candidate (see the module docstring); ``load`` (kept across a
+    worker's trials) reads the other processes' load since its last reading instead of sampling."""
     if requested is not None:
         return max(1, int(requested))
     cores = available_cores()
     share = core_share(workers)
-    busy = busy_cores(sample_s)
+    busy = (load or CoreLoad(sample_s)).busy()
     if busy is None:
         return share
     # A core counts as free when less than half of it is busy with other work.

@@ -39,7 +39,7 @@ def worker_loop(context: RunContext, job: SearchJob, worker: int = 0, *, workers
     quiet_optuna()
     import torch
 
-    from evaluators.contention import choose_threads
+    from evaluators.contention import CoreLoad, choose_threads
     from evaluators.device import worker_device
     from evaluators.proxy import EvalContext
     from nas.notes import write_trial_note
@@ -55,10 +55,11 @@ def worker_loop(context: RunContext, job: SearchJob, worker: int = 0, *, workers
                                     rule=make_rule(job.stopping, eta=context.budget.eta))
     done = 0
     cpu = context.device.type == "cpu"
+    load = CoreLoad()  # the other processes' load over each trial, read before the next
     while True:
-        # Chosen before the ask: the sample takes a moment, and a trial should not sit RUNNING
-        # without its decisions meanwhile (a kill then would retry an empty trial).
-        chosen = choose_threads(requested=threads, workers=workers) if cpu else None
+        # Chosen before the ask: the first reading takes a moment, and a trial should not sit
+        # RUNNING without its decisions meanwhile (a kill then would retry an empty trial).
+        chosen = choose_threads(requested=threads, workers=workers, load=load) if cpu else None
         ask = ask_if_room(study, trials=job.trials, lock=context.ask_lock, deadline=job.deadline)
         if ask.done:
             break
