@@ -12,7 +12,7 @@ none).  Hypervolume shares are taken over a :class:`_tabular.Table`'s normalisat
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,8 @@ class Run:
     eval_seconds: float
     states: dict[str, int]
     distinct: int
+    # With a stopping rule, its decisions at the rungs by kind (see rung_decisions).
+    rung_decisions: dict[str, int] = field(default_factory=dict)
 
 
 def replay_one(space: Any, table: Table, lookup: Any, sampler: str, seed: int, trials: int, *,
@@ -95,7 +97,43 @@ def replay_one(space: Any, table: Table, lookup: Any, sampler: str, seed: int, t
         hv_share.append(table.hypervolume(np.array(found)) / table.true_hv if found else 0.0)
         cum_steps.append(steps)
     return Run(hv_share=hv_share, cum_steps=cum_steps, steps=steps, train_seconds=train_s, eval_seconds=eval_s,
-               states=states, distinct=len(digests))
+               states=states, distinct=len(digests), rung_decisions=rung_decisions(study) if rule is not None else {})
+
+
+def rung_decisions(study: Any) -> dict[str, int]:
+    """Every decision at a rung of a sequentially replayed ``study``, by kind: ``first`` (nobody
+    there before it), ``front`` (went on, non-dominated among itself and the earlier candidates at
+    the rung on the rung point), ``top`` (went on, dominated there), ``stopped``.  Rung points are
+    :func:`nas.scheduling.rung_point`'s, so with the ``halving`` rule ``front`` and ``top`` split its
+    survivors into those on the rung's front and those among the top ``1/eta`` behind it."""
+    from optuna.trial import TrialState
+
+    from nas.front import non_dominated_ranks
+    from nas.scheduling import rung_key, rung_point, rung_values
+
+    objectives = study.metric_names or []
+    seen: dict[int, list[tuple[float, ...]]] = {}
+    out = {"first": 0, "front": 0, "top": 0, "stopped": 0}
+    for trial in study.get_trials(deepcopy=False):  # in trial order: the order the rule saw them
+        attrs = trial.user_attrs
+        if attrs.get("duplicate_of") is not None:
+            continue
+        reached = rung_values(attrs)
+        for rung, loss in reached.items():
+            point = rung_point(objectives, loss, attrs)
+            earlier = seen.setdefault(rung, [])
+            went_on = rung_key(rung + 1) in attrs or trial.state == TrialState.COMPLETE
+            if not went_on:
+                kind = "stopped"
+            elif not earlier:
+                kind = "first"
+            else:
+                values = np.array([point, *earlier], dtype=float)
+                finite = np.where(np.isfinite(values), values, np.finfo(float).max / 4)
+                kind = "front" if non_dominated_ranks(finite)[0] == 0 else "top"
+            out[kind] += 1
+            earlier.append(point)
+    return out
 
 
 def stats(values: np.ndarray) -> dict[str, Any]:
@@ -180,6 +218,9 @@ def early_summary(plain: list[Run], pruned: list[Run]) -> dict[str, Any]:
         "hv_without_at_equal_steps": stats(np.array([at_steps(a, b.steps)
                                                       for a, b in zip(plain, pruned, strict=True)])),
         "pruned_trials": stats(pruned_counts),
+        # Summed over the seeds: why candidates went on at the rungs (rung_decisions).
+        "rung_decisions": {kind: sum(r.rung_decisions.get(kind, 0) for r in pruned)
+                           for kind in ("first", "front", "top", "stopped")},
         "curve_with": [float(x) for x in np.array([r.hv_share for r in pruned]).mean(axis=0)],
         "cum_steps_without": [float(x) for x in np.array([r.cum_steps for r in plain]).mean(axis=0)],
         "cum_steps_with": [float(x) for x in np.array([r.cum_steps for r in pruned]).mean(axis=0)],

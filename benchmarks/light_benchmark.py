@@ -235,8 +235,11 @@ def stopping(args: argparse.Namespace) -> int:
     early = {layout: {n: by[n] for n in order if n in by} for layout, by in early.items()}
     for layout, by_sampler in early.items():
         for name, e in by_sampler.items():
+            d = e.get("rung_decisions")  # merged rows from before 2026-12-04 have none
+            why = (f"; rung decisions: {d['first']} first, {d['front']} on the rung's front, {d['top']} behind it, "
+                   f"{d['stopped']} stopped") if d else ""
             print(f"{name:>9} + {layout}: {e['steps_with_share']['mean']:.1%} of the steps, "
-                  f"{e['hv_kept']['mean']:.1%} of the hypervolume", flush=True)
+                  f"{e['hv_kept']['mean']:.1%} of the hypervolume{why}", flush=True)
     payload = {
         "size": args.size, "space": str(SPACE.relative_to(REPO)), "table": shown_path(table_path),
         "trained_rows": correlation["val_loss"]["rows"],
