@@ -25,7 +25,7 @@ STATS = {"mean", "std", "min", "max"}
 EARLY_KEYS = {"steps_without", "steps_with", "steps_with_share", "steps_saved_share", "train_seconds_without",
               "train_seconds_with", "eval_seconds_without", "eval_seconds_with", "hv_without", "hv_with", "hv_kept",
               "hv_cost", "pruned_trials", "curve_with", "cum_steps_without", "cum_steps_with",
-              "hv_without_at_equal_steps", "per_seed"}
+              "hv_without_at_equal_steps", "per_seed", "rung_decisions"}
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -173,6 +173,9 @@ def test_light_benchmark_stopping_quick(tmp_path: Path) -> None:
         for e in by_sampler.values():
             assert set(e) == EARLY_KEYS
             assert len(e["curve_with"]) == 12
+            # Every stopped trial is one "stopped" rung decision (one seed here).
+            assert e["rung_decisions"]["stopped"] == round(e["pruned_trials"]["mean"])
+            assert e["rung_decisions"]["first"] <= 2  # at most one first candidate per rung and seed
         assert by_sampler["random"]["steps_with"]["mean"] <= by_sampler["random"]["steps_without"]["mean"]
     # At 12 trials halving stops something for at least one of the two samplers (the first
     # candidate at a rung is never stopped, the second on is judged).
@@ -195,3 +198,22 @@ def test_tpe_startup_sweep_quick(tmp_path: Path) -> None:
     assert data["random_final_mean"] is None  # the committed replay is of 100 trials, not 12
     curves = [data["startups"][n]["curve_mean"] for n in ("2", "10")]
     assert all(len(c) == 12 for c in curves) and curves[0] != curves[1]
+
+
+@pytest.mark.slow
+def test_tpe_startup_on_held_out_seeds_replays_random_search_there(tmp_path: Path) -> None:
+    """``--first-seed`` checks a start-up count on other seeds: random search is replayed on the same
+    seeds and its final mean is the target."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "benchmarks/tpe_startup.py", "--startups", "5", "--seeds", "2",
+                           "--first-seed", "7", "--trials", "8", "--out", str(tmp_path)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((tmp_path / "tpe_startup_seeds7-8.json").read_text())
+    assert data["seeds"] == [7, 8] and data["random_from"] == "replayed on the same seeds"
+    assert data["random_final_mean"] == data["random"]["final"]["mean"] and len(data["random"]["curve_mean"]) == 8
+    reach = data["startups"]["5"]["trials_to_reach_random_final"]
+    assert reach is None or 1 <= reach <= 8
+    refused = subprocess.run([sys.executable, "benchmarks/tpe_startup.py", "--first-seed", "-1"], cwd=REPO,
+                             env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode == 2 and "--first-seed: at least 0" in refused.stderr
