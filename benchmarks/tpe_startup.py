@@ -15,7 +15,9 @@ choice; the neighbouring counts show how much.  ``--first-seed`` replays other s
 ones the count was chosen on (0-19): random search is replayed on the same seeds then, and its
 final mean there is the target, so the check does not reuse a figure of the seeds it left out.
 Writes ``tpe_startup.json`` (seeds from 0) or ``tpe_startup_seeds<A>-<B>.json`` under
-``results/benchmarks/light_benchmark/``.
+``results/benchmarks/light_benchmark/``; a held-out run also pools its seeds with those of
+``tpe_startup.json`` beside it (and random search's of ``surrogate_replay.json``) when the trial
+and seed counts match.
 """
 
 from __future__ import annotations
@@ -101,8 +103,40 @@ def main(argv: list[str] | None = None) -> int:
                                "random_from": random_from, "startups": out}
     if random_summary is not None:
         payload["random"] = {"final": random_summary["final"], "curve_mean": random_summary["curve"]["mean"]}
+        pooled = _pooled(payload, output_dir(NAME, args.out) / "tpe_startup.json", random_path)
+        if pooled:
+            payload["pooled_with_seeds_from_0"] = pooled
     write_result(output_dir(NAME, args.out) / name, payload)
     return 0
+
+
+def _pooled(held_out: dict[str, Any], first_path: Path, random_path: Path) -> dict[str, Any] | None:
+    """The held-out run pooled with the seeds-from-0 run beside it (same trial and seed counts):
+    random search's final mean and each start-up count's first trial reaching it, over both seed
+    sets' mean curves (equal seed counts, so the pooled mean is the mean of the two)."""
+    import numpy as np
+
+    if not first_path.is_file() or not random_path.is_file():
+        return None
+    first, committed = read_json(first_path), read_json(random_path)
+    same = (first.get("trials") == held_out["trials"] == committed.get("trials")
+            and len(first.get("seeds", [])) == len(held_out["seeds"]) == committed["samplers"]["random"].get("seeds"))
+    if not same:
+        return None
+    random_curve = (np.array(committed["samplers"]["random"]["curve"]["mean"])
+                    + np.array(held_out["random"]["curve_mean"])) / 2
+    target = float(random_curve[-1])
+    out: dict[str, Any] = {"seeds": sorted(first["seeds"] + held_out["seeds"]), "random_final_mean": target,
+                           "startups": {}}
+    for n, figures in held_out["startups"].items():
+        if n not in first["startups"]:
+            continue
+        curve = (np.array(first["startups"][n]["curve_mean"]) + np.array(figures["curve_mean"])) / 2
+        reach = trials_to_reach([float(x) for x in curve], target)
+        out["startups"][n] = {"final_mean": float(curve[-1]), "trials_to_reach_random_final": reach}
+        print(f"pooled over {len(out['seeds'])} seeds, start-up {n:>2}: final {curve[-1]:.3f}, reaches random's "
+              f"final mean ({target:.3f}) at {reach if reach is not None else 'never'}", flush=True)
+    return out
 
 
 if __name__ == "__main__":

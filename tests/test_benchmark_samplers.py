@@ -217,3 +217,30 @@ def test_tpe_startup_on_held_out_seeds_replays_random_search_there(tmp_path: Pat
     refused = subprocess.run([sys.executable, "benchmarks/tpe_startup.py", "--first-seed", "-1"], cwd=REPO,
                              env=env, capture_output=True, text=True, timeout=60, check=False)
     assert refused.returncode == 2 and "--first-seed: at least 0" in refused.stderr
+
+
+def test_tpe_startup_pools_held_out_seeds_with_the_first_ones(tmp_path: Path) -> None:
+    """A held-out run's figures pooled with the seeds-from-0 run: the mean of the two mean curves
+    (equal seed counts) against random search's pooled final mean; unequal counts are not pooled."""
+    first = {"trials": 3, "seeds": [0, 1], "startups": {"5": {"curve_mean": [0.1, 0.5, 0.9]}}}
+    committed = {"trials": 3, "samplers": {"random": {"seeds": 2, "curve": {"mean": [0.1, 0.3, 0.6]}}}}
+    held_out = {"trials": 3, "seeds": [20, 21], "random": {"curve_mean": [0.2, 0.4, 0.8]},
+                "startups": {"5": {"curve_mean": [0.3, 0.9, 0.9]}, "7": {"curve_mean": [0.0, 0.0, 0.0]}}}
+    (tmp_path / "first.json").write_text(json.dumps(first))
+    (tmp_path / "random.json").write_text(json.dumps(committed))
+    (tmp_path / "held.json").write_text(json.dumps(held_out))
+    code = ("import json, sys; sys.path.insert(0, 'benchmarks'); from pathlib import Path; import tpe_startup as t; "
+            f"d = Path({str(tmp_path)!r}); "
+            "print(json.dumps(t._pooled(json.loads((d / 'held.json').read_text()), d / 'first.json', d / 'random.json')))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pooled = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert pooled["seeds"] == [0, 1, 20, 21] and pooled["random_final_mean"] == pytest.approx(0.7)
+    # (0.1+0.3)/2, (0.5+0.9)/2 = 0.7 reaches 0.7 at trial 2; "7" has no seeds-from-0 run.
+    assert pooled["startups"] == {"5": {"final_mean": pytest.approx(0.9), "trials_to_reach_random_final": 2}}
+    first["seeds"] = [0]  # unequal seed counts: not pooled
+    (tmp_path / "first.json").write_text(json.dumps(first))
+    again = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                           check=False)
+    assert again.returncode == 0 and again.stdout.strip().splitlines()[-1] == "null"
