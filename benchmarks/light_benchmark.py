@@ -67,12 +67,12 @@ from _replay import (
 from _surrogate import cross_validate
 from _tabular import REFERENCE, Table, build_table, drawn_points, read_table, table_budgets
 
-from nas.cli import positive_int
+from nas.cli import non_negative_int, positive_int
 from nas.samplers import DEFAULT_SAMPLER
 
 NAME = "light_benchmark"
 COMMITTED = REPO / "results" / "benchmarks" / NAME / "table.csv"
-SAMPLER_ORDER = ("random", "nsga2", "tpe", "evolution", "rl", "local", "surrogate", "gp")
+SAMPLER_ORDER = ("random", "nsga2", "tpe", "tpe-distinct", "evolution", "rl", "local", "surrogate", "gp")
 MIN_SPEARMAN = 0.8  # a replayed result counts for an objective the surrogate ranks at least this well
 
 
@@ -143,12 +143,19 @@ def replay(args: argparse.Namespace) -> int:
         print(f"surrogate {figure:>10}: held-out Spearman {c['spearman']:.3f}, Kendall {c['kendall']:.3f}", flush=True)
     trials = args.trials or size.trials
     names = args.samplers or list(SAMPLER_ORDER)
+    first = args.first_seed
+    if first and "random" not in names:
+        names = ["random", *names]  # seeds other than the committed ones: random search's target replayed too
     jobs = [(name, seed, trials, None) for name in names
-            for seed in range(args.seeds or (size.gp_seeds if name == "gp" else size.seeds))]
+            for seed in range(first, first + (args.seeds or (size.gp_seeds if name == "gp" else size.seeds)))]
     results = run_jobs(jobs, table_path, args.jobs)
     samplers: dict[str, Any] = {}
+    stem = "surrogate_replay"
+    if first:
+        last = max(seed for _, seed, _, _ in jobs)
+        stem = f"surrogate_replay_seeds{first}-{last}"
     if args.merge:  # the samplers not replayed now keep their earlier figures
-        samplers = dict(_earlier(out / "surrogate_replay.json", trials, table_path).get("samplers", {}))
+        samplers = dict(_earlier(out / f"{stem}.json", trials, table_path).get("samplers", {}))
     for name in names:
         mine = [results[job] for job in jobs if job[0] == name]
         runs = [run for run, _, _ in mine]
@@ -176,13 +183,13 @@ def replay(args: argparse.Namespace) -> int:
                       "objectives_counted": counted},
         "normalisation": {"min_minimised": table.lo, "range": table.scale, "reference": REFERENCE,
                           "table_front_hypervolume": table.true_hv},
-        "trials": trials, "random_final_mean": target, "random_final_std": spread,
+        "trials": trials, "first_seed": first, "random_final_mean": target, "random_final_std": spread,
         "exact_static_costs_counted": sum(counted for _, _, counted in results.values()),
         "jobs": args.jobs,
         "samplers": samplers, "replay_seconds": time.perf_counter() - started,
     }
-    write_result(out / "surrogate_replay.json", payload)
-    _plot(samplers, target, out / "surrogate_replay.png")
+    write_result(out / f"{stem}.json", payload)
+    _plot(samplers, target, out / f"{stem}.png")
     print(markdown(samplers, trials))
     return 0
 
@@ -319,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--table", default=None, help="table CSV (default the committed one)")
     sub.add_argument("--trials", type=positive_int, default=None, help="trials per search (default by size)")
     sub.add_argument("--seeds", type=positive_int, default=None, help="seeds 0..S-1 for every sampler")
+    sub.add_argument("--first-seed", type=non_negative_int, default=0,
+                     help="seeds FIRST..FIRST+S-1 instead, written to surrogate_replay_seeds<A>-<B>.json; random "
+                          "search is replayed on them too (a check on seeds a setting was not chosen on)")
     sub.add_argument("--jobs", type=positive_int, default=1, help="worker processes (the result is the same)")
     sub.add_argument("--samplers", nargs="+", choices=SAMPLER_ORDER, default=None,
                      help="samplers to replay (default all; random first for the comparisons)")

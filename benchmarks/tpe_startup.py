@@ -32,7 +32,7 @@ from _common import REPO, output_dir, write_result
 from _light_jobs import run_jobs
 from _replay import summarise_runs, trials_to_reach
 
-from nas.cli import positive_int
+from nas.cli import non_negative_int, positive_int
 from nas.readers import read_json
 from nas.samplers import SAMPLERS
 
@@ -63,15 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startups", nargs="+", type=positive_int, default=list(STARTUPS))
     parser.add_argument("--seeds", type=positive_int, default=20)
     parser.add_argument("--trials", type=positive_int, default=100)
-    parser.add_argument("--first-seed", type=int, default=0,
+    parser.add_argument("--first-seed", type=non_negative_int, default=0,
                         help="seeds FIRST..FIRST+S-1 (default 0); other than 0, random search is replayed on them too")
     parser.add_argument("--jobs", type=positive_int, default=1, help="worker processes (the result is the same)")
     parser.add_argument("--out", default=None, help=f"output folder (default results/benchmarks/{NAME})")
     args = parser.parse_args(argv)
     if any(n > 30 for n in args.startups):
         parser.error("--startups: at most 30")
-    if args.first_seed < 0:
-        parser.error("--first-seed: at least 0")
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     jobs = [(_variant(n), seed, args.trials, None) for n in args.startups for seed in seeds]
     random_path = REPO / "results" / "benchmarks" / NAME / "surrogate_replay.json"

@@ -22,8 +22,8 @@ from typing import Any, NoReturn, TypeVar
 
 from nas.errors import exit_on_config_error
 
-__all__ = ["ArgumentParser", "BadFlag", "HelpFormatter", "configure_logging", "positive_float", "positive_int",
-           "run_cli"]
+__all__ = ["ArgumentParser", "BadFlag", "HelpFormatter", "configure_logging", "non_negative_int", "positive_float",
+           "positive_int", "run_cli"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,6 +62,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected at least 0, got {value}")
     return value
 
 

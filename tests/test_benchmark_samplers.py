@@ -21,6 +21,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = "benchmarks/sampler_efficiency.py"
 SAMPLERS = ["random", "nsga2", "tpe", "evolution", "rl", "local", "surrogate", "gp"]
+LIGHT_SAMPLERS = ["random", "nsga2", "tpe", "tpe-distinct", "evolution", "rl", "local", "surrogate", "gp"]
 STATS = {"mean", "std", "min", "max"}
 EARLY_KEYS = {"steps_without", "steps_with", "steps_with_share", "steps_saved_share", "train_seconds_without",
               "train_seconds_with", "eval_seconds_without", "eval_seconds_with", "hv_without", "hv_with", "hv_kept",
@@ -141,7 +142,7 @@ def test_light_benchmark_surrogate_replay_quick(tmp_path: Path) -> None:
         assert -1.0 <= figure["spearman"] <= 1.0 and -1.0 <= figure["kendall"] <= 1.0
         assert figure["rows"] == data["trained_rows"] > 100  # the committed table's trained points
     assert set(data["surrogate"]["objectives_counted"]) <= {"val_loss", "fid_proxy", "throughput"}
-    assert data["trials"] == 12 and list(data["samplers"]) == SAMPLERS
+    assert data["trials"] == 12 and list(data["samplers"]) == LIGHT_SAMPLERS
     assert data["exact_static_costs_counted"] > 0
     for summary in data["samplers"].values():
         assert summary["seeds"] == 1 and len(summary["curve"]["mean"]) == 12
@@ -149,7 +150,23 @@ def test_light_benchmark_surrogate_replay_quick(tmp_path: Path) -> None:
         assert summary["final"]["mean"] > 0  # predicted points are on the table's scale
         assert isinstance(summary["above_random_by_more_than_its_spread"], bool)
     rows = [line for line in proc.stdout.splitlines() if line.startswith("|")]
-    assert len(rows) == 2 + len(SAMPLERS)
+    assert len(rows) == 2 + len(LIGHT_SAMPLERS)
+
+
+@pytest.mark.slow
+def test_light_benchmark_replay_on_other_seeds_replays_random_search_there(tmp_path: Path) -> None:
+    """``replay --first-seed`` replays the named samplers and random search on seeds FIRST.. into
+    its own file, random search's final mean there the target."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "benchmarks/light_benchmark.py", "replay", "--size", "quick",
+                           "--first-seed", "5", "--samplers", "tpe-distinct", "--out", str(tmp_path)], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (tmp_path / "surrogate_replay.json").exists()
+    data = json.loads((tmp_path / "surrogate_replay_seeds5-5.json").read_text())
+    assert data["first_seed"] == 5 and list(data["samplers"]) == ["random", "tpe-distinct"]
+    assert data["random_final_mean"] == data["samplers"]["random"]["final"]["mean"]
+    assert (tmp_path / "surrogate_replay_seeds5-5.png").stat().st_size > 0
 
 
 @pytest.mark.slow
@@ -216,7 +233,7 @@ def test_tpe_startup_on_held_out_seeds_replays_random_search_there(tmp_path: Pat
     assert reach is None or 1 <= reach <= 8
     refused = subprocess.run([sys.executable, "benchmarks/tpe_startup.py", "--first-seed", "-1"], cwd=REPO,
                              env=env, capture_output=True, text=True, timeout=60, check=False)
-    assert refused.returncode == 2 and "--first-seed: at least 0" in refused.stderr
+    assert refused.returncode == 2 and "--first-seed: expected at least 0, got -1" in refused.stderr
 
 
 def test_tpe_startup_pools_held_out_seeds_with_the_first_ones(tmp_path: Path) -> None:

@@ -127,7 +127,8 @@ def _params(study: optuna.Study) -> list[dict[str, Any]]:
 
 
 def test_registry_names() -> None:
-    assert sampler_names() == ["nsga2", "nsga3", "tpe", "random", "evolution", "rl", "local", "surrogate", "gp"]
+    assert sampler_names() == ["nsga2", "nsga3", "tpe", "tpe-distinct", "random", "evolution", "rl", "local", "surrogate",
+                              "gp"]
 
 
 def test_unknown_sampler_lists_valid_names() -> None:
