@@ -12,6 +12,7 @@ none).  Hypervolume shares are taken over a :class:`_tabular.Table`'s normalisat
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _tabular import Table
 
 __all__ = ["STOPPING", "Run", "at_steps", "early_markdown", "early_summary", "layout_rule", "plot_curves", "plot_early",
-           "quiet",
-           "replay_one", "stats", "summarise_runs", "trials_to_reach"]
+           "quiet", "replay_one", "rung_decisions", "seeds_stem", "stats", "summarise_runs", "trials_to_reach"]
 
 # The early-stopping layouts replayed: a rule of nas.scheduling, its rungs (None: the geometric
 # ladder of eta) and eta.
@@ -108,8 +108,7 @@ def rung_decisions(study: Any) -> dict[str, int]:
     survivors into those on the rung's front and those among the top ``1/eta`` behind it."""
     from optuna.trial import TrialState
 
-    from nas.front import non_dominated_ranks
-    from nas.scheduling import rung_key, rung_point, rung_values
+    from nas.scheduling import on_rung_front, rung_key, rung_point, rung_values
 
     objectives = study.metric_names or []
     seen: dict[int, list[tuple[float, ...]]] = {}
@@ -128,12 +127,16 @@ def rung_decisions(study: Any) -> dict[str, int]:
             elif not earlier:
                 kind = "first"
             else:
-                values = np.array([point, *earlier], dtype=float)
-                finite = np.where(np.isfinite(values), values, np.finfo(float).max / 4)
-                kind = "front" if non_dominated_ranks(finite)[0] == 0 else "top"
+                kind = "front" if on_rung_front(point, earlier) else "top"
             out[kind] += 1
             earlier.append(point)
     return out
+
+
+def seeds_stem(stem: str, seeds: Sequence[int]) -> str:
+    """The file stem of a replay over ``seeds``: ``stem`` for seeds from 0, else
+    ``<stem>_seeds<first>-<last>`` (a check on seeds a setting was not chosen on)."""
+    return stem if min(seeds) == 0 else f"{stem}_seeds{min(seeds)}-{max(seeds)}"
 
 
 def stats(values: np.ndarray) -> dict[str, Any]:

@@ -61,6 +61,7 @@ from _replay import (
     plot_curves,
     plot_early,
     quiet,
+    seeds_stem,
     summarise_runs,
     trials_to_reach,
 )
@@ -150,10 +151,7 @@ def replay(args: argparse.Namespace) -> int:
             for seed in range(first, first + (args.seeds or (size.gp_seeds if name == "gp" else size.seeds)))]
     results = run_jobs(jobs, table_path, args.jobs)
     samplers: dict[str, Any] = {}
-    stem = "surrogate_replay"
-    if first:
-        last = max(seed for _, seed, _, _ in jobs)
-        stem = f"surrogate_replay_seeds{first}-{last}"
+    stem = seeds_stem("surrogate_replay", [seed for _, seed, _, _ in jobs])
     if args.merge:  # the samplers not replayed now keep their earlier figures
         samplers = dict(_earlier(out / f"{stem}.json", trials, table_path).get("samplers", {}))
     for name in names:

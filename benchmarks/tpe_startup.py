@@ -30,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, output_dir, write_result
 from _light_jobs import run_jobs
-from _replay import summarise_runs, trials_to_reach
+from _replay import seeds_stem, summarise_runs, trials_to_reach
 
 from nas.cli import non_negative_int, positive_int
 from nas.readers import read_json
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"start-up {n:>2}: final {summary['final']['mean']:.3f} +- {summary['final']['std']:.3f}, "
               f"at trial {third} {curve[third - 1]:.3f}, reaches random's final mean at "
               f"{reach if reach is not None else 'never'}", flush=True)
-    name = "tpe_startup.json" if args.first_seed == 0 else f"tpe_startup_seeds{seeds[0]}-{seeds[-1]}.json"
+    name = f"{seeds_stem('tpe_startup', seeds)}.json"
     payload: dict[str, Any] = {"trials": args.trials, "seeds": seeds, "random_final_mean": target,
                                "random_from": random_from, "startups": out}
     if random_summary is not None:

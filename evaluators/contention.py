@@ -32,8 +32,8 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["REFERENCE_THREADS", "TIMING_THREADS", "CoreLoad", "available_cores", "busy_cores", "choose_threads",
-           "compute_clock", "core_share", "cpu_threads", "timing_threads"]
+__all__ = ["REFERENCE_THREADS", "TIMING_THREADS", "CoreLoad", "available_cores", "choose_threads", "compute_clock",
+           "core_share", "cpu_threads", "timing_threads"]
 
 # CPU threads of a throughput measurement (see the module docstring).
 TIMING_THREADS = 1
@@ -107,11 +107,6 @@ class CoreLoad:
         machine_busy = (total - idle) / total * (os.cpu_count() or 1)
         own = (own1 - own0) / max(wall1 - wall0, 1e-6)
         return max(0.0, machine_busy - own)
-
-
-def busy_cores(sample_s: float = _SAMPLE_S) -> float | None:
-    """How many cores other processes keep busy, sampled over ``sample_s`` (None where unknown)."""
-    return CoreLoad(sample_s).busy()
 
 
 def core_share(workers: int) -> int:

@@ -204,8 +204,6 @@ def _run(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int, run
             state = TrainState.create(model, budget=budget, seed=seed)
             if forward_model is not model:
                 state.model = forward_model
-            probe = HeldOutProbe.build(data.held_out, images=budget.val_images, timesteps=budget.val_timesteps,
-                                       diffusion_steps=spec.diffusion_steps)
             # Rungs only rank candidates against each other at the same rung, so a quarter of the
             # held-out images (the same ones for everyone) is enough and keeps early stopping cheap.
             rung_probe = HeldOutProbe.build(data.held_out, images=max(16, budget.val_images // 4),
@@ -229,9 +227,11 @@ def _run(spec: UNetSpec, *, budget: Budget, context: EvalContext, seed: int, run
         result.teacher_seconds = teacher.seconds - teacher_before
     if outcome.status != "ok":
         # A stopped candidate reports its rungs' held-out losses, which is all the scheduler
-        # needed; scoring it on the full probe too would cost more than a rung (issue 14).
+        # needed; scoring it on the full probe too would cost four rungs' worth.
         return
     t0 = time.perf_counter()
+    probe = HeldOutProbe.build(data.held_out, images=budget.val_images, timesteps=budget.val_timesteps,
+                               diffusion_steps=spec.diffusion_steps)
     result.val_loss, result.val_loss_by_t = probe.loss(state.ema.model, diffusion, device=device,
                                                        precision=precision)
     result.scoring_seconds += time.perf_counter() - t0

@@ -41,8 +41,8 @@ from optuna.trial import TrialState
 
 from nas.front import crowding_distance, dominates, non_dominated_ranks
 
-__all__ = ["RULES", "ParetoRungRule", "RungPoint", "StoppingRule", "SuccessiveHalvingRule", "make_rule", "rung_key",
-           "rung_point", "rung_values"]
+__all__ = ["RULES", "ParetoRungRule", "RungPoint", "StoppingRule", "SuccessiveHalvingRule", "make_rule",
+           "on_rung_front", "rung_key", "rung_point", "rung_values"]
 
 # Gate-measured metrics that can stand in a rung point, and whether they are maximised.
 _GATE_OBJECTIVES = {"throughput": True, "params": False, "macs": False, "latency_ms": False,
@@ -103,6 +103,19 @@ def _points_at(study: optuna.Study, rung: int, trial_number: int, objectives: Se
     return out
 
 
+def _finite(points: Sequence[RungPoint]) -> np.ndarray:
+    """``points`` as an array with a missing gate figure (infinite) made the worst finite value,
+    so that non-dominated sorting and crowding stay defined."""
+    values = np.array(points, dtype=float)
+    return np.where(np.isfinite(values), values, np.finfo(float).max / 4)
+
+
+def on_rung_front(point: RungPoint, others: Sequence[RungPoint]) -> bool:
+    """Whether ``point`` is non-dominated among itself and ``others`` (points at the same rung):
+    the ``halving`` rule's keep-the-front clause."""
+    return bool(non_dominated_ranks(_finite([point, *others]))[0] == 0)
+
+
 @dataclass(frozen=True)
 class SuccessiveHalvingRule:
     """Asynchronous multi-objective successive halving (see the module docstring)."""
@@ -118,23 +131,22 @@ class SuccessiveHalvingRule:
         their top ``ceil(n / eta)``."""
         if not others:
             return None  # the first to reach the rung: nothing to compare with
-        values = np.array([point, *others], dtype=float)
-        finite = np.where(np.isfinite(values), values, np.finfo(float).max / 4)
+        finite = _finite([point, *others])
         ranks = non_dominated_ranks(finite)
         if ranks[0] == 0:
             return None  # on the rung's front
-        crowding = np.zeros(len(values))
+        crowding = np.zeros(len(finite))
         for rank in np.unique(ranks):
             members = ranks == rank
             crowding[members] = crowding_distance(finite[members])
-        keep = math.ceil(len(values) / self.eta)
+        keep = math.ceil(len(finite) / self.eta)
         # Sort keys: lower rank first, then larger crowding; the keep-th key is the cutoff.
         keys = sorted(zip(ranks.tolist(), (-crowding).tolist(), strict=True))
         cutoff = keys[keep - 1]
         if (int(ranks[0]), float(-crowding[0])) <= cutoff:
             return None
         dominators = sum(dominates(tuple(o), tuple(finite[0])) for o in finite[1:])
-        return (f"successive halving: non-dominated rank {int(ranks[0]) + 1} among the {len(values)} candidates "
+        return (f"successive halving: non-dominated rank {int(ranks[0]) + 1} among the {len(finite)} candidates "
                 f"at the rung (dominated by {dominators}); eta {self.eta:g} keeps the top {keep}")
 
     def check(self, study: optuna.Study, trial_number: int, rung: int, val_loss: float,

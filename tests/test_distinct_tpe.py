@@ -51,3 +51,29 @@ def test_a_repeat_is_drawn_again_and_redraws_zero_keeps_it(monkeypatch: pytest.M
         "width": 8, "depth": 1, "conv": "standard"}
     with pytest.raises(ValueError, match="redraws must be at least 0"):
         DistinctTPESampler(redraws=-1)
+
+
+def test_when_every_redraw_repeats_an_unseen_neighbour_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
+    for width in (8, 16):  # the repeat itself and one of its neighbours
+        study.enqueue_trial({"width": width, "depth": 1, "conv": "standard"})
+    study.optimize(_objective, n_trials=2)
+    space = {name: dist for name, dist in study.trials[0].distributions.items()}
+    repeat = {"width": 8, "depth": 1, "conv": "standard"}
+    monkeypatch.setattr(TPESampler, "sample_relative", lambda self, *args: dict(repeat))  # always the repeat
+    trial = study.ask()._cached_frozen_trial
+
+    def proposal(seed: int) -> dict[str, Any]:
+        return DistinctTPESampler(seed=seed, redraws=3).sample_relative(study, trial, space)
+
+    chosen = proposal(0)
+    seen = SeenIndex(study.trials)
+    assert chosen not in seen and sum(chosen[k] != repeat[k] for k in repeat) == 1
+    assert proposal(0) == chosen  # a function of the seed and the trial number
+    # Without an unseen neighbour the repeat is returned (every neighbour taken).
+    for neighbour in ({"width": 32, "depth": 1, "conv": "standard"}, {"width": 8, "depth": 2, "conv": "standard"},
+                      {"width": 8, "depth": 3, "conv": "standard"}, {"width": 8, "depth": 1, "conv": "separable"}):
+        study.enqueue_trial(neighbour)
+    study.optimize(_objective, n_trials=4)
+    trial = study.ask()._cached_frozen_trial
+    assert proposal(0) == repeat

@@ -2,10 +2,11 @@
 
 Every entry builds an ``optuna.samplers.BaseSampler`` from a seed, so the search loop, Ray
 Tune's ``OptunaSearch`` and the tests treat them alike.  ``random``, ``evolution``, ``rl``,
-``local``, ``surrogate`` and ``tpe-distinct`` (Optuna's TPE that re-draws repeats:
-:mod:`nas.samplers.distinct_tpe`) are ours (:mod:`nas.samplers.uniform`, :mod:`nas.samplers.evolution`,
+``local`` and ``surrogate`` are ours (:mod:`nas.samplers.uniform`, :mod:`nas.samplers.evolution`,
 :mod:`nas.samplers.rl`, :mod:`nas.samplers.local`, :mod:`nas.samplers.surrogate`: each proposal a
-function of the storage and ``(seed, trial number)``, so a resumed run continues); the rest are Optuna's, with
+function of the storage and ``(seed, trial number)``, so a resumed run continues); ``tpe-distinct``
+is Optuna's TPE with our check against repeats (:mod:`nas.samplers.distinct_tpe`; like TPE it keeps
+its random stream in memory); the rest are Optuna's, with
 population sizes chosen for NAS budgets of tens to a few hundred trials (``gp`` is Optuna's
 Gaussian-process sampler, a baseline for several objectives).
 """
